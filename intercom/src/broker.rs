@@ -1,0 +1,794 @@
+//! The broker: extra gRPC connections between host and plugin, in either direction,
+//! identified by ids the application passes inside its own messages (go-plugin's
+//! `GRPCBroker`).
+//!
+//! Two transports, chosen at connect time:
+//! - **multiplexed** (the default, and the only one that works in Kubernetes): every
+//!   brokered connection is a new yamux stream of the one host→plugin socket, announced
+//!   by a knock/ack exchange on the broker stream (`PLUGIN_MULTIPLEX_GRPC`);
+//! - **classic**: the accepting side opens a listener per id and sends its address
+//!   (`ConnInfo`) to the dialer. Kept for go-plugin peers that do not multiplex.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::handshake::Network;
+use crate::mux::Mux;
+use crate::proto::{ConnInfo, conn_info::Knock};
+use crate::transport::{self, Io, ListenConfig, Listener, TlsPair};
+
+/// How long a dialer waits for the peer's `ConnInfo` or knock ack (go-plugin: 5 s).
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Failures of broker operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The broker is closed (the connection to the peer ended or `close` was called).
+    #[error("the broker is closed: the connection to the peer has ended")]
+    Closed,
+    /// `accept` was called twice for one id.
+    #[error("failed to accept on broker id {id}: something is already accepting on it")]
+    AlreadyAccepting {
+        /// The id.
+        id: u32,
+    },
+    /// The peer did not announce a connection for the id in time.
+    #[error("timeout waiting for connection info for broker id {id} (waited {waited:?}); did the peer call accept/accept_and_serve for this id?")]
+    Timeout {
+        /// The id.
+        id: u32,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The peer refused the knock.
+    #[error("failed to knock for broker id {id}: {reason}")]
+    KnockRefused {
+        /// The id.
+        id: u32,
+        /// The peer's reason.
+        reason: String,
+    },
+    /// The peer announced an address we cannot dial.
+    #[error("unknown address type {network:?} for broker id {id}")]
+    UnknownNetwork {
+        /// The id.
+        id: u32,
+        /// The network the peer sent.
+        network: String,
+    },
+    /// Opening a classic listener failed.
+    #[error("failed to open a listener for broker id {id}")]
+    Listen {
+        /// The id.
+        id: u32,
+        /// Why.
+        #[source]
+        source: transport::ListenError,
+    },
+    /// Opening the connection (socket, stream or TLS handshake) failed.
+    #[error("failed to connect to broker id {id}")]
+    Connect {
+        /// The id.
+        id: u32,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Starting gRPC over the connection failed.
+    #[error("failed to start gRPC on broker id {id}")]
+    Dial {
+        /// The id.
+        id: u32,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// Serving failed.
+    #[error("failed to serve broker id {id}")]
+    Serve {
+        /// The id.
+        id: u32,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// Which side of the plugin connection a broker lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Host,
+    Plugin,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Mode {
+    Classic(ListenConfig),
+    /// The session is set once the plugin has accepted the host's socket (services are
+    /// registered, with the broker, before that).
+    Mux(Arc<std::sync::OnceLock<Mux>>),
+}
+
+/// Extra connections between host and plugin; cheap to clone.
+///
+/// Both sides have one. Typical use, as in go-plugin's bidirectional example: the caller
+/// picks `id = broker.next_id()`, serves a callback service on it with
+/// [`accept_and_serve`](Self::accept_and_serve), sends `id` inside a request, and the
+/// other side calls [`dial`](Self::dial)`(id)` to get a channel to that service.
+#[derive(Clone)]
+pub struct GrpcBroker {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for GrpcBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcBroker")
+            .field("side", &self.inner.side)
+            .field("multiplexed", &matches!(self.inner.mode, Mode::Mux(_)))
+            .field("closed", &self.inner.closed.is_cancelled())
+            .finish()
+    }
+}
+
+struct Inner {
+    side: Side,
+    next_id: AtomicU32,
+    tx: mpsc::UnboundedSender<ConnInfo>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<ConnInfo>>>,
+    state: Mutex<State>,
+    mode: Mode,
+    tls: Option<TlsPair>,
+    dial_lock: tokio::sync::Mutex<()>,
+    closed: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    /// ConnInfo (classic) or knock acks (mux) waiting for a dialer, or dialers waiting.
+    infos: HashMap<u32, InfoSlot>,
+    /// Addresses already received, so a reconnecting classic dial does not wait again.
+    dialed: HashMap<u32, ConnInfo>,
+    /// Mux: ids accepting streams.
+    acceptors: HashMap<u32, Acceptor>,
+    /// Mux: ids whose knock was acked; the next inbound streams belong to them, in order.
+    knocked: VecDeque<u32>,
+}
+
+enum InfoSlot {
+    Waiting(oneshot::Sender<ConnInfo>),
+    Arrived(ConnInfo, Instant),
+}
+
+struct Acceptor {
+    tx: mpsc::Sender<Io>,
+    rx: Option<mpsc::Receiver<Io>>,
+}
+
+impl Acceptor {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::channel(8);
+        Self { tx, rx: Some(rx) }
+    }
+}
+
+impl GrpcBroker {
+    pub(crate) fn new(side: Side, mode: Mode, tls: Option<TlsPair>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            inner: Arc::new(Inner {
+                side,
+                next_id: AtomicU32::new(0),
+                tx,
+                rx: Mutex::new(Some(rx)),
+                state: Mutex::new(State::default()),
+                mode,
+                tls,
+                dial_lock: tokio::sync::Mutex::new(()),
+                closed: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// A fresh id, unique on this side (the first is 1; the two sides count separately).
+    pub fn next_id(&self) -> u32 {
+        self.inner.next_id.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Whether brokered connections ride the main connection (multiplexed mode).
+    pub fn is_multiplexed(&self) -> bool {
+        matches!(self.inner.mode, Mode::Mux(_))
+    }
+
+    /// Starts accepting connections for `id`; the returned listener yields them
+    /// (already through TLS when AutoMTLS is on). Registration is immediate, so the id can
+    /// be sent to the peer as soon as this returns.
+    ///
+    /// # Errors
+    /// [`BrokerError::Closed`], [`BrokerError::AlreadyAccepting`], or (classic mode) a
+    /// failure to bind the per-id listener.
+    pub fn accept(&self, id: u32) -> Result<BrokerListener, BrokerError> {
+        if self.inner.closed.is_cancelled() {
+            return Err(BrokerError::Closed);
+        }
+        let raw = match &self.inner.mode {
+            Mode::Mux(_) => {
+                let mut state = lock(&self.inner.state);
+                let acceptor = state.acceptors.entry(id).or_insert_with(Acceptor::new);
+                acceptor
+                    .rx
+                    .take()
+                    .ok_or(BrokerError::AlreadyAccepting { id })?
+            }
+            Mode::Classic(listen) => {
+                let listener =
+                    Listener::bind(listen).map_err(|source| BrokerError::Listen { id, source })?;
+                let address = listener
+                    .address()
+                    .map_err(|source| BrokerError::Listen {
+                        id,
+                        source: transport::ListenError::Bind {
+                            what: "broker listener address".into(),
+                            source,
+                        },
+                    })?;
+                let info = ConnInfo {
+                    service_id: id,
+                    network: listener.network().to_string(),
+                    address,
+                    knock: None,
+                };
+                let (tx, rx) = mpsc::channel(8);
+                let closed = self.inner.closed.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            conn = listener.accept() => match conn {
+                                Ok(io) => if tx.send(io).await.is_err() { break },
+                                Err(err) => {
+                                    tracing::debug!(error = &err as &dyn std::error::Error, id, "broker listener failed");
+                                    break;
+                                }
+                            },
+                            () = tx.closed() => break,
+                            () = closed.cancelled() => break,
+                        }
+                    }
+                });
+                self.send(info)?;
+                rx
+            }
+        };
+        Ok(BrokerListener {
+            incoming: tls_incoming(raw, self.inner.tls.clone()),
+            id,
+            broker: self.clone(),
+        })
+    }
+
+    /// Serves `routes` on `id` in a background task until the returned handle is dropped
+    /// or stopped, or the broker closes. Registration is immediate (see [`accept`](Self::accept)).
+    ///
+    /// ```no_run
+    /// # async fn f(broker: intercom::GrpcBroker, routes: intercom::tonic::service::Routes) -> Result<(), intercom::BrokerError> {
+    /// let id = broker.next_id();
+    /// let server = broker.accept_and_serve(id, routes)?;
+    /// // ... send `id` to the peer in a request and wait for the reply ...
+    /// server.stop();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept).
+    pub fn accept_and_serve(
+        &self,
+        id: u32,
+        routes: tonic::service::Routes,
+    ) -> Result<BrokerServer, BrokerError> {
+        let listener = self.accept(id)?;
+        let closed = self.inner.closed.clone();
+        let task = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(listener, closed.cancelled_owned())
+                .await
+                .map_err(|source| BrokerError::Serve { id, source })
+        });
+        Ok(BrokerServer {
+            id,
+            task: Some(task),
+        })
+    }
+
+    /// Connects to the service the peer serves on `id`.
+    ///
+    /// Waits up to [`BROKER_TIMEOUT`] for the peer to announce `id` (classic) or to
+    /// acknowledge the knock (multiplexed). The channel re-dials the same way if the
+    /// connection drops.
+    ///
+    /// # Errors
+    /// [`BrokerError::Timeout`], [`BrokerError::KnockRefused`], [`BrokerError::Closed`],
+    /// or [`BrokerError::Dial`].
+    pub async fn dial(&self, id: u32) -> Result<Channel, BrokerError> {
+        if self.inner.closed.is_cancelled() {
+            return Err(BrokerError::Closed);
+        }
+        let first = match self.dial_io(id).await {
+            Ok(io) => io,
+            Err(DialIoError::Broker(e)) => return Err(e),
+            Err(DialIoError::Io(source)) => return Err(BrokerError::Connect { id, source }),
+        };
+        let first = Arc::new(Mutex::new(Some(first)));
+        let broker = self.clone();
+        let connector = tower::service_fn(move |_: http::Uri| {
+            let first = lock(&first).take();
+            let broker = broker.clone();
+            async move {
+                match first {
+                    Some(io) => Ok(TokioIo::new(io)),
+                    None => broker.dial_io(id).await.map(TokioIo::new),
+                }
+            }
+        });
+        endpoint()
+            .connect_with_connector(connector)
+            .await
+            .map_err(|source| BrokerError::Dial { id, source })
+    }
+
+    /// Closes the broker: pending and future accepts and dials fail, brokered servers stop.
+    pub fn close(&self) {
+        self.inner.closed.cancel();
+        let mut state = lock(&self.inner.state);
+        state.acceptors.clear();
+        state.infos.clear();
+        state.knocked.clear();
+    }
+
+    /// Whether [`close`](Self::close) was called or the connection ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.is_cancelled()
+    }
+
+    pub(crate) fn closed_token(&self) -> CancellationToken {
+        self.inner.closed.clone()
+    }
+
+    fn send(&self, info: ConnInfo) -> Result<(), BrokerError> {
+        self.inner.tx.send(info).map_err(|_| BrokerError::Closed)
+    }
+
+    async fn dial_io(&self, id: u32) -> Result<Io, DialIoError> {
+        let io = match &self.inner.mode {
+            Mode::Classic(_) => {
+                let cached = lock(&self.inner.state).dialed.get(&id).cloned();
+                let info = match cached {
+                    Some(info) => info,
+                    None => {
+                        let info = self.wait_info(id, None).await?;
+                        lock(&self.inner.state).dialed.insert(id, info.clone());
+                        info
+                    }
+                };
+                let network = match info.network.as_str() {
+                    "unix" => Network::Unix,
+                    "tcp" => Network::Tcp,
+                    _ => {
+                        return Err(DialIoError::Broker(BrokerError::UnknownNetwork {
+                            id,
+                            network: info.network,
+                        }));
+                    }
+                };
+                transport::dial(network, &info.address).await?
+            }
+            Mode::Mux(mux) => {
+                let _serial = self.inner.dial_lock.lock().await;
+                let knock = ConnInfo {
+                    service_id: id,
+                    network: String::new(),
+                    address: String::new(),
+                    knock: Some(Knock {
+                        knock: true,
+                        ack: false,
+                        error: String::new(),
+                    }),
+                };
+                let ack = self.wait_info(id, Some(knock)).await?;
+                match ack.knock {
+                    Some(k) if k.knock && k.ack && k.error.is_empty() => {}
+                    Some(k) if !k.error.is_empty() => {
+                        return Err(DialIoError::Broker(BrokerError::KnockRefused {
+                            id,
+                            reason: k.error,
+                        }));
+                    }
+                    _ => {
+                        return Err(DialIoError::Broker(BrokerError::KnockRefused {
+                            id,
+                            reason: "the peer answered the knock without an ack (handshake failed)"
+                                .into(),
+                        }));
+                    }
+                }
+                let mux = mux.get().ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotConnected,
+                        "the host has not connected yet",
+                    )
+                })?;
+                mux.open().await?
+            }
+        };
+        Ok(transport::secure_client(self.inner.tls.as_ref(), io).await?)
+    }
+
+    /// Waits for the `ConnInfo` (or knock ack) for `id`, sending `first` once registered.
+    async fn wait_info(&self, id: u32, first: Option<ConnInfo>) -> Result<ConnInfo, BrokerError> {
+        let rx = {
+            let mut state = lock(&self.inner.state);
+            state.infos.retain(|_, slot| match slot {
+                InfoSlot::Arrived(_, at) => at.elapsed() < BROKER_TIMEOUT,
+                InfoSlot::Waiting(tx) => !tx.is_closed(),
+            });
+            if first.is_none() {
+                if let Some(InfoSlot::Arrived(..)) = state.infos.get(&id) {
+                    if let Some(InfoSlot::Arrived(info, _)) = state.infos.remove(&id) {
+                        return Ok(info);
+                    }
+                }
+            }
+            let (tx, rx) = oneshot::channel();
+            state.infos.insert(id, InfoSlot::Waiting(tx));
+            rx
+        };
+        if let Some(info) = first {
+            self.send(info)?;
+        }
+        tokio::select! {
+            res = tokio::time::timeout(BROKER_TIMEOUT, rx) => match res {
+                Ok(Ok(info)) => Ok(info),
+                Ok(Err(_)) => Err(BrokerError::Closed),
+                Err(_) => {
+                    lock(&self.inner.state).infos.remove(&id);
+                    Err(BrokerError::Timeout { id, waited: BROKER_TIMEOUT })
+                }
+            },
+            () = self.inner.closed.cancelled() => Err(BrokerError::Closed),
+        }
+    }
+
+    /// Routes one message from the peer's broker stream.
+    pub(crate) fn receive(&self, info: ConnInfo) {
+        let is_knock = info.knock.as_ref().is_some_and(|k| k.knock && !k.ack);
+        if is_knock {
+            self.answer_knock(info.service_id);
+            return;
+        }
+        let mut state = lock(&self.inner.state);
+        let id = info.service_id;
+        match state.infos.remove(&id) {
+            Some(InfoSlot::Waiting(tx)) => {
+                if let Err(info) = tx.send(info) {
+                    state.infos.insert(id, InfoSlot::Arrived(info, Instant::now()));
+                }
+            }
+            Some(arrived @ InfoSlot::Arrived(..)) => {
+                // One buffered message per id, extra ones are dropped (as go-plugin does).
+                state.infos.insert(id, arrived);
+            }
+            None => {
+                state.infos.insert(id, InfoSlot::Arrived(info, Instant::now()));
+            }
+        }
+    }
+
+    fn answer_knock(&self, id: u32) {
+        let error = match &self.inner.mode {
+            Mode::Classic(_) => format!("broker id {id}: multiplexing is not enabled on this side"),
+            Mode::Mux(_) => {
+                let mut state = lock(&self.inner.state);
+                let known = state.acceptors.contains_key(&id);
+                if known || self.inner.side == Side::Plugin {
+                    // The plugin queues even before accept (go-plugin does too), which makes
+                    // "spawn accept_and_serve, then return the id" race-free.
+                    state.acceptors.entry(id).or_insert_with(Acceptor::new);
+                    state.knocked.push_back(id);
+                    String::new()
+                } else {
+                    format!("no listener for id {id}")
+                }
+            }
+        };
+        let _ = self.send(ConnInfo {
+            service_id: id,
+            network: String::new(),
+            address: String::new(),
+            knock: Some(Knock {
+                knock: true,
+                ack: true,
+                error,
+            }),
+        });
+    }
+
+    /// Routes an inbound yamux stream: to the oldest knocked id, else back to the caller
+    /// (the plugin's main server; the host drops it).
+    pub(crate) fn route_inbound(&self, io: Io) -> Option<Io> {
+        let mut state = lock(&self.inner.state);
+        while let Some(id) = state.knocked.pop_front() {
+            if let Some(acceptor) = state.acceptors.get(&id) {
+                if let Err(err) = acceptor.tx.try_send(io) {
+                    let io = match err {
+                        mpsc::error::TrySendError::Full(io) | mpsc::error::TrySendError::Closed(io) => io,
+                    };
+                    tracing::debug!(id, "dropping a brokered stream nobody accepts");
+                    drop(io);
+                }
+                return None;
+            }
+        }
+        Some(io)
+    }
+
+    /// Host side: runs the broker stream over `client` until it ends, then closes.
+    pub(crate) async fn run_host(
+        self,
+        mut client: crate::proto::grpc_broker_client::GrpcBrokerClient<Channel>,
+    ) {
+        let Some(rx) = lock(&self.inner.rx).take() else {
+            return;
+        };
+        let outgoing = UnboundedReceiverStream::new(rx);
+        let closed = self.inner.closed.clone();
+        let stream = tokio::select! {
+            res = client.start_stream(outgoing) => res,
+            () = closed.cancelled() => return,
+        };
+        match stream {
+            Ok(resp) => self.pump(resp.into_inner()).await,
+            Err(status) => {
+                tracing::debug!(code = ?status.code(), message = status.message(), "plugin has no broker stream; broker disabled");
+                self.close();
+            }
+        }
+    }
+
+    async fn pump(self, mut incoming: impl Stream<Item = Result<ConnInfo, tonic::Status>> + Unpin) {
+        loop {
+            tokio::select! {
+                msg = incoming.next() => match msg {
+                    Some(Ok(info)) => self.receive(info),
+                    Some(Err(status)) => {
+                        tracing::debug!(code = ?status.code(), "broker stream ended");
+                        break;
+                    }
+                    None => break,
+                },
+                () = self.inner.closed.cancelled() => break,
+            }
+        }
+        self.close();
+    }
+
+    /// The plugin's `GRPCBroker` service.
+    pub(crate) fn service(&self) -> crate::proto::grpc_broker_server::GrpcBrokerServer<BrokerService> {
+        crate::proto::grpc_broker_server::GrpcBrokerServer::new(BrokerService {
+            broker: self.clone(),
+        })
+    }
+}
+
+enum DialIoError {
+    Broker(BrokerError),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for DialIoError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<BrokerError> for DialIoError {
+    fn from(e: BrokerError) -> Self {
+        Self::Broker(e)
+    }
+}
+
+impl From<DialIoError> for Box<dyn std::error::Error + Send + Sync> {
+    fn from(e: DialIoError) -> Self {
+        match e {
+            DialIoError::Broker(b) => Box::new(b),
+            DialIoError::Io(io) => Box::new(io),
+        }
+    }
+}
+
+/// The endpoint every intercom channel uses (go-plugin dials with target "unused").
+pub(crate) fn endpoint() -> Endpoint {
+    Endpoint::from_static("http://localhost")
+        .connect_timeout(BROKER_TIMEOUT)
+        .tcp_nodelay(true)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another task panicked mid-update of plain maps; the
+    // data is still usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Wraps raw accepted connections in TLS (when on), handshaking each in its own task so
+/// one slow or hostile peer cannot stall the others; failed handshakes are dropped.
+pub(crate) fn tls_incoming(
+    mut raw: mpsc::Receiver<Io>,
+    tls: Option<TlsPair>,
+) -> ReceiverStream<std::io::Result<Io>> {
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Some(io) = raw.recv().await {
+            match &tls {
+                None => {
+                    if tx.send(Ok(io)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(tls) => {
+                    let tls = tls.clone();
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(Duration::from_secs(10), tls.accept(io)).await {
+                            Ok(Ok(io)) => {
+                                let _ = tx.send(Ok(io)).await;
+                            }
+                            Ok(Err(err)) => tracing::warn!(
+                                error = &err as &dyn std::error::Error,
+                                "refused a connection: TLS handshake failed (not the pinned peer certificate?)"
+                            ),
+                            Err(_) => tracing::warn!("refused a connection: TLS handshake timed out"),
+                        }
+                    });
+                }
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Connections accepted on one broker id; a `Stream` of them, fit for
+/// `tonic::transport::Server::serve_with_incoming`.
+pub struct BrokerListener {
+    incoming: ReceiverStream<std::io::Result<Io>>,
+    id: u32,
+    broker: GrpcBroker,
+}
+
+impl fmt::Debug for BrokerListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerListener").field("id", &self.id).finish()
+    }
+}
+
+impl BrokerListener {
+    /// The broker id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+impl Stream for BrokerListener {
+    type Item = std::io::Result<BrokerConn>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.incoming)
+            .poll_next(cx)
+            .map(|o| o.map(|r| r.map(BrokerConn)))
+    }
+}
+
+impl Drop for BrokerListener {
+    fn drop(&mut self) {
+        lock(&self.broker.inner.state).acceptors.remove(&self.id);
+    }
+}
+
+/// One brokered connection (an opaque byte stream).
+#[derive(Debug)]
+pub struct BrokerConn(Io);
+
+impl tokio::io::AsyncRead for BrokerConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for BrokerConn {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for BrokerConn {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+/// A service served on a broker id; stops when dropped, [`stop`](Self::stop)ped, or the
+/// broker closes.
+#[derive(Debug)]
+#[must_use = "the brokered server stops when this handle is dropped"]
+pub struct BrokerServer {
+    id: u32,
+    task: Option<tokio::task::JoinHandle<Result<(), BrokerError>>>,
+}
+
+impl BrokerServer {
+    /// The broker id it serves on.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Stops serving.
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    /// Keeps serving until the broker closes, detached from this handle.
+    pub fn detach(mut self) {
+        self.task.take();
+    }
+}
+
+impl Drop for BrokerServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Plugin side of `plugin.GRPCBroker/StartStream`.
+#[derive(Debug)]
+pub(crate) struct BrokerService {
+    broker: GrpcBroker,
+}
+
+#[tonic::async_trait]
+impl crate::proto::grpc_broker_server::GrpcBroker for BrokerService {
+    type StartStreamStream =
+        Pin<Box<dyn Stream<Item = Result<ConnInfo, tonic::Status>> + Send + 'static>>;
+
+    async fn start_stream(
+        &self,
+        request: tonic::Request<tonic::Streaming<ConnInfo>>,
+    ) -> Result<tonic::Response<Self::StartStreamStream>, tonic::Status> {
+        let rx = lock(&self.broker.inner.rx)
+            .take()
+            .ok_or_else(|| tonic::Status::failed_precondition("the broker stream was already started"))?;
+        let broker = self.broker.clone();
+        tokio::spawn(broker.pump(request.into_inner()));
+        let out = UnboundedReceiverStream::new(rx).map(Ok);
+        Ok(tonic::Response::new(Box::pin(out)))
+    }
+}

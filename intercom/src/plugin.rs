@@ -1,0 +1,107 @@
+//! What a plugin *is* to the SDK: something that registers gRPC services on the plugin's
+//! server and builds a typed client on the host (go-plugin's `GRPCPlugin`).
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use tonic::service::RoutesBuilder;
+use tonic::transport::Channel;
+
+use crate::broker::GrpcBroker;
+
+/// A boxed error from user code.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// One plugin interface, both sides.
+///
+/// The plugin process calls [`server`](Self::server) once at start-up to register its
+/// services; the host calls [`client`](Self::client) on each `dispense` to wrap the
+/// shared connection in a typed client. `#[intercom::plugin]` generates implementations;
+/// writing one by hand looks like this:
+///
+/// ```no_run
+/// use std::any::Any;
+/// use intercom::{BoxError, GrpcBroker, GrpcPlugin};
+/// use intercom::tonic::{service::RoutesBuilder, transport::Channel};
+/// # mod pb { pub mod kv_server { #[derive(Clone)] pub struct KvServer<T>(pub T); impl<T> KvServer<T> { pub fn new(t: T) -> Self { Self(t) } } } pub mod kv_client { #[derive(Clone)] pub struct KvClient<T>(pub T); impl<T> KvClient<T> { pub fn new(t: T) -> Self { Self(t) } } } }
+/// # #[derive(Clone)] struct MyKv;
+/// struct KvPlugin(Option<MyKv>);
+///
+/// impl GrpcPlugin for KvPlugin {
+///     fn server(&self, _broker: &GrpcBroker, routes: &mut RoutesBuilder) -> Result<(), BoxError> {
+///         let kv = self.0.clone().ok_or("KvPlugin::server needs an implementation")?;
+///         # let _ = (kv, routes);
+///         // routes.add_service(pb::kv_server::KvServer::new(kv));
+///         Ok(())
+///     }
+///     fn client(&self, _broker: &GrpcBroker, channel: Channel) -> Result<Box<dyn Any + Send + Sync>, BoxError> {
+///         Ok(Box::new(pb::kv_client::KvClient::new(channel)))
+///     }
+/// }
+/// ```
+pub trait GrpcPlugin: Send + Sync + 'static {
+    /// Registers this plugin's services on the plugin's gRPC server.
+    ///
+    /// # Errors
+    /// Whatever prevents serving (e.g. the host-side value has no implementation).
+    fn server(&self, broker: &GrpcBroker, routes: &mut RoutesBuilder) -> Result<(), BoxError>;
+
+    /// Builds the host-side client over the connection to the plugin.
+    ///
+    /// # Errors
+    /// Whatever prevents building the client.
+    fn client(
+        &self,
+        broker: &GrpcBroker,
+        channel: Channel,
+    ) -> Result<Box<dyn Any + Send + Sync>, BoxError>;
+}
+
+/// The plugins one side knows, by name (go-plugin's `PluginSet`).
+///
+/// Names never cross the wire: the host looks them up locally on `dispense`; only the gRPC
+/// service names must agree between host and plugin.
+#[derive(Clone, Default)]
+pub struct PluginSet(BTreeMap<String, Arc<dyn GrpcPlugin>>);
+
+impl fmt::Debug for PluginSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl PluginSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `plugin` under `name` (builder style).
+    #[must_use]
+    pub fn with(mut self, name: impl Into<String>, plugin: impl GrpcPlugin) -> Self {
+        self.insert(name, plugin);
+        self
+    }
+
+    /// Adds `plugin` under `name`.
+    pub fn insert(&mut self, name: impl Into<String>, plugin: impl GrpcPlugin) {
+        self.0.insert(name.into(), Arc::new(plugin));
+    }
+
+    /// The plugin named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn GrpcPlugin>> {
+        self.0.get(name)
+    }
+
+    /// Names and plugins, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<dyn GrpcPlugin>)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}

@@ -1,0 +1,408 @@
+//! Plugin side: [`serve`] is what a plugin's `main` calls.
+//!
+//! It checks the magic cookie, negotiates the app protocol version, binds a listener,
+//! registers health, broker, controller, stdio and the plugin's own services, prints the
+//! handshake line on stdout, and serves until the host asks it to shut down.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+
+use crate::broker::{self, GrpcBroker, Mode, Side};
+use crate::handshake::{Handshake, HandshakeConfig, Protocol, negotiate_version};
+use crate::mux::{Mux, Role};
+use crate::plugin::{BoxError, GrpcPlugin, PluginSet};
+use crate::transport::{ListenConfig, Listener, TlsPair};
+
+/// Environment variables the host sets for the plugin (go-plugin's names).
+pub mod env {
+    /// Comma-separated app protocol versions the host supports.
+    pub const PROTOCOL_VERSIONS: &str = "PLUGIN_PROTOCOL_VERSIONS";
+    /// Present (non-empty) when the host wants the broker multiplexed over one connection.
+    pub const MULTIPLEX_GRPC: &str = "PLUGIN_MULTIPLEX_GRPC";
+    /// The host's AutoMTLS certificate (PEM).
+    pub const CLIENT_CERT: &str = "PLUGIN_CLIENT_CERT";
+}
+
+/// The text go-plugin prints (to stderr) when a plugin is run by hand.
+pub const NOT_A_PLUGIN_HOST_MESSAGE: &str = "This binary is a plugin. These are not meant to be executed directly.\nPlease execute the program that consumes these plugins, which will\nload any plugins automatically\n";
+
+/// What a plugin serves and how.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServeConfig {
+    /// Must match the host's.
+    pub handshake: HandshakeConfig,
+    /// Plugins served at `handshake.protocol_version`.
+    pub plugins: PluginSet,
+    /// Plugins per app protocol version; the highest version the host also offers wins.
+    pub versioned_plugins: BTreeMap<u32, PluginSet>,
+    /// Where to listen; `None` reads the environment ([`ListenConfig::from_env`]).
+    pub listen: Option<ListenConfig>,
+    /// Stream what the plugin writes to fd 1 and 2 to the host through `GRPCStdio`
+    /// (default `true`). Logs go to the original stderr either way.
+    pub capture_stdio: bool,
+    /// Install a global hclog-JSON `tracing` subscriber on the original stderr, unless
+    /// one is already set (default `true`).
+    pub init_logging: bool,
+}
+
+impl ServeConfig {
+    /// A config serving no plugins yet.
+    pub fn new(handshake: HandshakeConfig) -> Self {
+        Self {
+            handshake,
+            plugins: PluginSet::new(),
+            versioned_plugins: BTreeMap::new(),
+            listen: None,
+            capture_stdio: true,
+            init_logging: true,
+        }
+    }
+
+    /// Adds a plugin at the handshake's protocol version.
+    #[must_use]
+    pub fn plugin(mut self, name: impl Into<String>, plugin: impl GrpcPlugin) -> Self {
+        self.plugins.insert(name, plugin);
+        self
+    }
+
+    /// Serves `set` when the host negotiates `version`.
+    #[must_use]
+    pub fn versioned(mut self, version: u32, set: PluginSet) -> Self {
+        self.versioned_plugins.insert(version, set);
+        self
+    }
+
+    /// Listens as `listen` says instead of reading the environment.
+    #[must_use]
+    pub fn listen(mut self, listen: ListenConfig) -> Self {
+        self.listen = Some(listen);
+        self
+    }
+
+    /// Turns stdio capture on or off.
+    #[must_use]
+    pub fn capture_stdio(mut self, on: bool) -> Self {
+        self.capture_stdio = on;
+        self
+    }
+
+    /// Turns logger installation on or off.
+    #[must_use]
+    pub fn init_logging(mut self, on: bool) -> Self {
+        self.init_logging = on;
+        self
+    }
+
+    fn versions(&self) -> BTreeMap<u32, PluginSet> {
+        let mut all = self.versioned_plugins.clone();
+        if !self.plugins.is_empty() {
+            all.entry(self.handshake.protocol_version)
+                .or_insert_with(|| self.plugins.clone());
+        }
+        all
+    }
+}
+
+/// Why a plugin could not serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The plugin's own handshake config is incomplete.
+    #[error("misconfigured ServeConfig: no magic cookie key or value was set; set `handshake` to the host's HandshakeConfig")]
+    Misconfigured,
+    /// No plugins were given.
+    #[error("misconfigured ServeConfig: no plugins to serve; add one with `ServeConfig::plugin`")]
+    NoPlugins,
+    /// The listener could not be opened.
+    #[error("failed to open the plugin listener")]
+    Listen(#[from] crate::transport::ListenError),
+    /// `PLUGIN_CLIENT_CERT` is not a PEM certificate.
+    #[error("failed to read the host's certificate from PLUGIN_CLIENT_CERT")]
+    ClientCert(#[source] crate::tls::TlsError),
+    /// AutoMTLS material could not be made.
+    #[error("failed to set up AutoMTLS")]
+    Tls(#[source] crate::tls::TlsError),
+    /// A plugin refused to register.
+    #[error("failed to register plugin `{name}` on the gRPC server")]
+    Register {
+        /// The plugin's name.
+        name: String,
+        /// Its error.
+        #[source]
+        source: BoxError,
+    },
+    /// Writing the handshake line failed.
+    #[error("failed to write the handshake line to stdout")]
+    Stdout(#[source] std::io::Error),
+    /// Capturing stdio failed.
+    #[error("failed to capture the plugin's stdout/stderr")]
+    Stdio(#[source] std::io::Error),
+    /// The gRPC server failed.
+    #[error("the plugin's gRPC server failed")]
+    Server(#[source] tonic::transport::Error),
+}
+
+/// Serves the plugins in `config` until the host shuts the plugin down.
+///
+/// Call it from the plugin's `main`:
+///
+/// ```no_run
+/// # use intercom::{HandshakeConfig, ServeConfig};
+/// # struct Kv; impl intercom::GrpcPlugin for Kv {
+/// #   fn server(&self, _: &intercom::GrpcBroker, _: &mut intercom::tonic::service::RoutesBuilder) -> Result<(), intercom::BoxError> { Ok(()) }
+/// #   fn client(&self, _: &intercom::GrpcBroker, _: intercom::tonic::transport::Channel) -> Result<Box<dyn std::any::Any + Send + Sync>, intercom::BoxError> { unreachable!() } }
+/// const HANDSHAKE: HandshakeConfig = HandshakeConfig::new(1, "BASIC_PLUGIN", "hello");
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), intercom::ServeError> {
+///     intercom::serve(ServeConfig::new(HANDSHAKE).plugin("kv_grpc", Kv)).await
+/// }
+/// ```
+///
+/// # Caveats
+/// Run by hand (the magic cookie is missing or wrong) it prints go-plugin's "This binary
+/// is a plugin" text on stderr and **exits the process with status 1**, as go-plugin does.
+/// It ignores SIGINT (Ctrl-C in the host's terminal must not kill plugins), and with
+/// `capture_stdio` it redirects fds 1 and 2 after printing the handshake.
+///
+/// # Errors
+/// Misconfiguration, listener and TLS set-up failures, and server failures.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let hs = &config.handshake;
+    if hs.magic_cookie_key.is_empty() || hs.magic_cookie_value.is_empty() {
+        eprintln!(
+            "Misconfigured ServeConfig given to serve this plugin: no magic cookie\nkey or value was set. Please notify the plugin author and report\nthis as a bug."
+        );
+        return Err(ServeError::Misconfigured);
+    }
+    if std::env::var(hs.magic_cookie_key.as_ref()).ok().as_deref()
+        != Some(hs.magic_cookie_value.as_ref())
+    {
+        eprint!("{NOT_A_PLUGIN_HOST_MESSAGE}");
+        std::process::exit(1);
+    }
+    let all = config.versions();
+    let plugin_versions: Vec<u32> = all.keys().copied().collect();
+    if plugin_versions.is_empty() {
+        return Err(ServeError::NoPlugins);
+    }
+    let (version, invalid) = negotiate_version(
+        std::env::var(env::PROTOCOL_VERSIONS).ok().as_deref(),
+        &plugin_versions,
+    );
+    for bad in invalid {
+        eprint!("server sent invalid plugin version {bad:?}");
+    }
+    let plugins = all.get(&version).cloned().unwrap_or_default();
+
+    ignore_sigint();
+
+    // AutoMTLS: only when the host sent its certificate.
+    let client_cert = std::env::var(env::CLIENT_CERT).unwrap_or_default();
+    let (identity, tls) = if client_cert.is_empty() {
+        (None, None)
+    } else {
+        let peer = crate::tls::parse_pem_certificate(&client_cert).map_err(ServeError::ClientCert)?;
+        let identity = crate::tls::Identity::generate().map_err(ServeError::Tls)?;
+        let pair = TlsPair::new(&identity, &peer).map_err(ServeError::Tls)?;
+        (Some(identity), Some(pair))
+    };
+
+    let mux_env = std::env::var(env::MULTIPLEX_GRPC).unwrap_or_default();
+    let multiplex = parse_go_bool(&mux_env) == Some(true);
+
+    let listen = match config.listen.clone() {
+        Some(l) => l,
+        None => ListenConfig::from_env()?,
+    };
+    let listener = Listener::bind(&listen)?;
+    let address = listener
+        .address()
+        .map_err(|source| crate::transport::ListenError::Bind {
+            what: "the plugin listener's address".into(),
+            source,
+        })?;
+
+    let mux_slot = Arc::new(std::sync::OnceLock::new());
+    let mode = if multiplex {
+        Mode::Mux(mux_slot.clone())
+    } else {
+        // Classic broker listeners: our own kind of listener, in the same place.
+        Mode::Classic(match &listen {
+            ListenConfig::Tcp(addr) => ListenConfig::Tcp(std::net::SocketAddr::new(addr.ip(), 0)),
+            other => other.clone(),
+        })
+    };
+    let broker = GrpcBroker::new(Side::Plugin, mode, tls.clone());
+    let shutdown = CancellationToken::new();
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status(crate::GRPC_SERVICE_NAME, tonic_health::ServingStatus::Serving)
+        .await;
+    let mut routes = RoutesBuilder::default();
+    routes
+        .add_service(health)
+        .add_service(broker.service())
+        .add_service(crate::proto::grpc_controller_server::GrpcControllerServer::new(
+            Controller {
+                shutdown: shutdown.clone(),
+            },
+        ));
+    for (name, plugin) in plugins.iter() {
+        plugin
+            .server(&broker, &mut routes)
+            .map_err(|source| ServeError::Register {
+                name: name.to_string(),
+                source,
+            })?;
+    }
+
+    let line = Handshake {
+        core_version: crate::CORE_PROTOCOL_VERSION,
+        app_version: version,
+        network: listener.network(),
+        address,
+        protocol: Protocol::Grpc,
+        server_cert: identity.as_ref().map(|i| i.cert_der().to_vec()),
+        multiplex: (!mux_env.is_empty()).then_some(true),
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(ServeError::Stdout)?;
+    }
+
+    let capture = if config.capture_stdio {
+        Some(crate::stdio::StdioCapture::install().map_err(ServeError::Stdio)?)
+    } else {
+        None
+    };
+    if config.init_logging {
+        match &capture {
+            Some(c) => crate::logs::init_plugin_logging(c.original_stderr()),
+            None => crate::logs::init_plugin_logging(std::io::stderr),
+        };
+    }
+    match &capture {
+        Some(c) => routes.add_service(c.service()),
+        None => routes.add_service(crate::proto::grpc_stdio_server::GrpcStdioServer::new(
+            crate::stdio::StdioService::empty(),
+        )),
+    };
+    if let Some(id) = &identity {
+        tracing::debug!(fingerprint = %id.fingerprint(), "AutoMTLS on");
+    }
+    tracing::debug!(version, multiplex, "plugin serving");
+
+    let (raw_tx, raw_rx) = mpsc::channel(16);
+    let accept_task = {
+        let broker = broker.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if multiplex {
+                // The host dials once and runs yamux over that socket.
+                let io = tokio::select! {
+                    io = listener.accept() => io,
+                    () = shutdown.cancelled() => return,
+                };
+                let Ok(io) = io else { return };
+                let (mux, mut inbound) = Mux::start(io, Role::Server);
+                let _ = mux_slot.set(mux.clone());
+                loop {
+                    tokio::select! {
+                        stream = inbound.recv() => match stream {
+                            Some(io) => if let Some(io) = broker.route_inbound(io) {
+                                if raw_tx.send(io).await.is_err() { break }
+                            },
+                            None => break,
+                        },
+                        () = shutdown.cancelled() => break,
+                    }
+                }
+                // The host is gone: nothing can reach us any more.
+                mux.close();
+                shutdown.cancel();
+            } else {
+                loop {
+                    tokio::select! {
+                        io = listener.accept() => match io {
+                            Ok(io) => if raw_tx.send(io).await.is_err() { break },
+                            Err(err) => {
+                                tracing::warn!(error = &err as &dyn std::error::Error, "plugin listener failed");
+                                break;
+                            }
+                        },
+                        () = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        })
+    };
+
+    let incoming = broker::tls_incoming(raw_rx, tls);
+    let server = tonic::transport::Server::builder()
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    // Shutdown is hard, like go-plugin's `Stop`: long-lived streams (broker, stdio) would
+    // keep a graceful shutdown waiting forever.
+    let result = tokio::select! {
+        res = server => res.map_err(ServeError::Server),
+        () = shutdown.cancelled() => Ok(()),
+    };
+    broker.close();
+    accept_task.abort();
+    drop(capture);
+    result
+}
+
+/// `plugin.GRPCController`: the host's graceful shutdown request.
+#[derive(Debug)]
+struct Controller {
+    shutdown: CancellationToken,
+}
+
+#[tonic::async_trait]
+impl crate::proto::grpc_controller_server::GrpcController for Controller {
+    async fn shutdown(
+        &self,
+        _: tonic::Request<crate::proto::Empty>,
+    ) -> Result<tonic::Response<crate::proto::Empty>, tonic::Status> {
+        tracing::debug!("shutdown requested by the host");
+        let token = self.shutdown.clone();
+        // Let the reply leave before the server stops.
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            token.cancel();
+        });
+        Ok(tonic::Response::new(crate::proto::Empty {}))
+    }
+}
+
+fn ignore_sigint() {
+    if let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+        tokio::spawn(async move {
+            let mut count = 0u64;
+            while sig.recv().await.is_some() {
+                count += 1;
+                tracing::trace!(count, "plugin received interrupt signal, ignoring");
+            }
+        });
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}

@@ -1,0 +1,458 @@
+//! Sockets under every gRPC connection: listeners a plugin (or a classic broker) binds,
+//! dialing the address from a handshake line, and the one byte-stream type that unix
+//! sockets, TCP, yamux streams and TLS all become.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use crate::handshake::Network;
+
+/// Environment variables the listener honours (go-plugin's names, plus intercom's own).
+pub mod env {
+    /// Lowest TCP port a plugin may bind (go-plugin).
+    pub const MIN_PORT: &str = "PLUGIN_MIN_PORT";
+    /// Highest TCP port a plugin may bind (go-plugin).
+    pub const MAX_PORT: &str = "PLUGIN_MAX_PORT";
+    /// Directory for unix sockets (go-plugin).
+    pub const UNIX_SOCKET_DIR: &str = "PLUGIN_UNIX_SOCKET_DIR";
+    /// intercom: listen on TCP at exactly this `ip:port` (set by the Kubernetes runtime
+    /// and by intercom-envtest's kubelet, which gives every pod its own loopback IP).
+    pub const LISTEN_ADDR: &str = "INTERCOM_LISTEN_ADDR";
+    /// intercom: `tcp` makes the plugin listen on TCP `127.0.0.1` within the port range
+    /// instead of a unix socket.
+    pub const TRANSPORT: &str = "INTERCOM_TRANSPORT";
+}
+
+/// Where and how a plugin listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListenConfig {
+    /// A unix socket in this directory (`None`: `PLUGIN_UNIX_SOCKET_DIR` or the temp dir).
+    Unix {
+        /// Directory for the socket file.
+        dir: Option<PathBuf>,
+    },
+    /// TCP on 127.0.0.1, first free port in the inclusive range (both 0: OS picks).
+    TcpRange {
+        /// Lowest port.
+        min: u16,
+        /// Highest port.
+        max: u16,
+    },
+    /// TCP on exactly this address.
+    Tcp(SocketAddr),
+}
+
+impl ListenConfig {
+    /// Reads the listener choice from the environment, as a plugin does at start.
+    ///
+    /// `INTERCOM_LISTEN_ADDR` wins, then `INTERCOM_TRANSPORT=tcp` (port range from
+    /// `PLUGIN_MIN_PORT`/`PLUGIN_MAX_PORT`), else a unix socket.
+    ///
+    /// # Errors
+    /// A malformed address or port, or a min port above the max port.
+    pub fn from_env() -> Result<Self, ListenError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ListenError> {
+        if let Some(addr) = get(env::LISTEN_ADDR).filter(|s| !s.is_empty()) {
+            let parsed = addr
+                .parse()
+                .map_err(|_| ListenError::BadListenAddr { value: addr.clone() })?;
+            return Ok(Self::Tcp(parsed));
+        }
+        let tcp = get(env::TRANSPORT).is_some_and(|t| t.eq_ignore_ascii_case("tcp"));
+        if tcp {
+            let port = |key: &'static str| -> Result<u16, ListenError> {
+                match get(key).filter(|s| !s.is_empty()) {
+                    None => Ok(0),
+                    Some(v) => v.parse().map_err(|_| ListenError::BadPort { key, value: v }),
+                }
+            };
+            let (min, max) = (port(env::MIN_PORT)?, port(env::MAX_PORT)?);
+            if min > max {
+                return Err(ListenError::PortRange { min, max });
+            }
+            return Ok(Self::TcpRange { min, max });
+        }
+        Ok(Self::Unix {
+            dir: get(env::UNIX_SOCKET_DIR)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        })
+    }
+}
+
+/// Failures to open a listener.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenError {
+    /// `INTERCOM_LISTEN_ADDR` is not `ip:port`.
+    #[error("failed to parse INTERCOM_LISTEN_ADDR {value:?}: expected `ip:port`, e.g. `127.0.0.5:50077`")]
+    BadListenAddr {
+        /// The value found.
+        value: String,
+    },
+    /// A port variable is not a number.
+    #[error("failed to parse {key}={value:?} as a port number")]
+    BadPort {
+        /// The variable.
+        key: &'static str,
+        /// The value found.
+        value: String,
+    },
+    /// `PLUGIN_MIN_PORT` > `PLUGIN_MAX_PORT`.
+    #[error("PLUGIN_MIN_PORT value of {min} is greater than PLUGIN_MAX_PORT value of {max}")]
+    PortRange {
+        /// The minimum.
+        min: u16,
+        /// The maximum.
+        max: u16,
+    },
+    /// No port in the range could be bound.
+    #[error("failed to bind a TCP listener on 127.0.0.1 in ports {min}..={max}: all taken")]
+    NoFreePort {
+        /// The minimum.
+        min: u16,
+        /// The maximum.
+        max: u16,
+    },
+    /// The OS refused to bind.
+    #[error("failed to bind {what}")]
+    Bind {
+        /// What was being bound.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A bound listener: a unix socket (removed on drop) or TCP.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Unix {
+        listener: UnixListener,
+        // Removes the socket file (and its private directory) on drop.
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Binds as `config` says. Synchronous, so a broker can register an id and bind
+    /// before the id is sent to the peer; needs a tokio runtime context.
+    pub(crate) fn bind(config: &ListenConfig) -> Result<Self, ListenError> {
+        match config {
+            ListenConfig::Unix { dir } => {
+                let base = dir.clone().unwrap_or_else(std::env::temp_dir);
+                let tmp = tempfile::Builder::new()
+                    .prefix("plugin")
+                    .tempdir_in(&base)
+                    .map_err(|source| ListenError::Bind {
+                        what: format!("a socket directory in {}", base.display()),
+                        source,
+                    })?;
+                let path = tmp.path().join("plugin.sock");
+                let listener = UnixListener::bind(&path).map_err(|source| ListenError::Bind {
+                    what: format!("unix socket {}", path.display()),
+                    source,
+                })?;
+                Ok(Self::Unix {
+                    listener,
+                    _dir: tmp,
+                    path,
+                })
+            }
+            ListenConfig::Tcp(addr) => bind_tcp(*addr).map_err(|source| ListenError::Bind {
+                what: format!("TCP {addr}"),
+                source,
+            }),
+            ListenConfig::TcpRange { min, max } => {
+                if *min == 0 && *max == 0 {
+                    return bind_tcp(([127, 0, 0, 1], 0).into()).map_err(|source| {
+                        ListenError::Bind {
+                            what: "TCP 127.0.0.1:0".into(),
+                            source,
+                        }
+                    });
+                }
+                for port in *min..=*max {
+                    if let Ok(l) = bind_tcp(([127, 0, 0, 1], port).into()) {
+                        return Ok(l);
+                    }
+                }
+                Err(ListenError::NoFreePort {
+                    min: *min,
+                    max: *max,
+                })
+            }
+        }
+    }
+
+    /// The network for the handshake line.
+    pub(crate) fn network(&self) -> Network {
+        match self {
+            Self::Unix { .. } => Network::Unix,
+            Self::Tcp(_) => Network::Tcp,
+        }
+    }
+
+    /// The address for the handshake line.
+    pub(crate) fn address(&self) -> io::Result<String> {
+        match self {
+            Self::Unix { path, .. } => Ok(path.display().to_string()),
+            Self::Tcp(l) => l.local_addr().map(|a| a.to_string()),
+        }
+    }
+
+    /// Accepts one connection.
+    pub(crate) async fn accept(&self) -> io::Result<Io> {
+        match self {
+            Self::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Io::Unix(s)),
+            Self::Tcp(l) => {
+                let (s, _) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok(Io::Tcp(s))
+            }
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<Listener> {
+    let std = std::net::TcpListener::bind(addr)?;
+    std.set_nonblocking(true)?;
+    TcpListener::from_std(std).map(Listener::Tcp)
+}
+
+/// Dials `address` on `network`, as a host dials a handshake address.
+pub(crate) async fn dial(network: Network, address: &str) -> io::Result<Io> {
+    match network {
+        Network::Unix => UnixStream::connect(Path::new(address)).await.map(Io::Unix),
+        Network::Tcp => {
+            let s = TcpStream::connect(address).await?;
+            let _ = s.set_nodelay(true);
+            Ok(Io::Tcp(s))
+        }
+    }
+}
+
+/// The byte streams gRPC runs over.
+pub(crate) enum Io {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+    Mux(tokio_yamux::StreamHandle),
+    TlsClient(Box<tokio_rustls::client::TlsStream<Io>>),
+    TlsServer(Box<tokio_rustls::server::TlsStream<Io>>),
+}
+
+impl fmt::Debug for Io {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unix(_) => "Io::Unix",
+            Self::Tcp(_) => "Io::Tcp",
+            Self::Mux(_) => "Io::Mux",
+            Self::TlsClient(_) => "Io::TlsClient",
+            Self::TlsServer(_) => "Io::TlsServer",
+        })
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $method:ident($($arg:expr),*)) => {
+        match $self.get_mut() {
+            Io::Unix(s) => Pin::new(s).$method($($arg),*),
+            Io::Tcp(s) => Pin::new(s).$method($($arg),*),
+            Io::Mux(s) => Pin::new(s).$method($($arg),*),
+            Io::TlsClient(s) => Pin::new(&mut **s).$method($($arg),*),
+            Io::TlsServer(s) => Pin::new(&mut **s).$method($($arg),*),
+        }
+    };
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        delegate!(self, poll_write(cx, buf))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, poll_shutdown(cx))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Unix(s) => s.is_write_vectored(),
+            Io::Tcp(s) => s.is_write_vectored(),
+            Io::Mux(s) => s.is_write_vectored(),
+            Io::TlsClient(s) => s.is_write_vectored(),
+            Io::TlsServer(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for Io {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+/// TLS settings of one side of a connection: both roles, each pinned to the peer's
+/// certificate (a side is a TLS server for connections it accepts and a TLS client for
+/// those it dials, including broker connections).
+#[derive(Clone)]
+pub(crate) struct TlsPair {
+    pub(crate) server: Arc<rustls::ServerConfig>,
+    pub(crate) client: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for TlsPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsPair")
+    }
+}
+
+impl TlsPair {
+    /// Builds both configs for `own`, pinning `peer_der`.
+    pub(crate) fn new(own: &crate::tls::Identity, peer_der: &[u8]) -> Result<Self, crate::tls::TlsError> {
+        Ok(Self {
+            server: crate::tls::server_config(own, peer_der)?,
+            client: crate::tls::client_config(own, peer_der)?,
+        })
+    }
+
+    /// Runs the TLS client handshake over `io`.
+    pub(crate) async fn connect(&self, io: Io) -> io::Result<Io> {
+        let connector = tokio_rustls::TlsConnector::from(self.client.clone());
+        let tls = connector.connect(crate::tls::server_name(), io).await?;
+        Ok(Io::TlsClient(Box::new(tls)))
+    }
+
+    /// Runs the TLS server handshake over `io`.
+    pub(crate) async fn accept(&self, io: Io) -> io::Result<Io> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.server.clone());
+        let tls = acceptor.accept(io).await?;
+        Ok(Io::TlsServer(Box::new(tls)))
+    }
+}
+
+/// Wraps `io` as a TLS client when `tls` is set.
+pub(crate) async fn secure_client(tls: Option<&TlsPair>, io: Io) -> io::Result<Io> {
+    match tls {
+        Some(t) => t.connect(io).await,
+        None => Ok(io),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn listen_config_from_env() {
+        assert_eq!(
+            ListenConfig::from_lookup(lookup(&[])).unwrap(),
+            ListenConfig::Unix { dir: None }
+        );
+        assert_eq!(
+            ListenConfig::from_lookup(lookup(&[(env::UNIX_SOCKET_DIR, "/run/x")])).unwrap(),
+            ListenConfig::Unix {
+                dir: Some("/run/x".into())
+            }
+        );
+        assert_eq!(
+            ListenConfig::from_lookup(lookup(&[
+                (env::TRANSPORT, "tcp"),
+                (env::MIN_PORT, "10000"),
+                (env::MAX_PORT, "10010")
+            ]))
+            .unwrap(),
+            ListenConfig::TcpRange {
+                min: 10000,
+                max: 10010
+            }
+        );
+        assert_eq!(
+            ListenConfig::from_lookup(lookup(&[(env::LISTEN_ADDR, "127.0.0.9:50077")])).unwrap(),
+            ListenConfig::Tcp("127.0.0.9:50077".parse().unwrap())
+        );
+        assert!(matches!(
+            ListenConfig::from_lookup(lookup(&[(env::LISTEN_ADDR, "nope")])),
+            Err(ListenError::BadListenAddr { .. })
+        ));
+        assert!(matches!(
+            ListenConfig::from_lookup(lookup(&[
+                (env::TRANSPORT, "tcp"),
+                (env::MIN_PORT, "20"),
+                (env::MAX_PORT, "10")
+            ])),
+            Err(ListenError::PortRange { min: 20, max: 10 })
+        ));
+        assert!(matches!(
+            ListenConfig::from_lookup(lookup(&[(env::TRANSPORT, "tcp"), (env::MIN_PORT, "x")])),
+            Err(ListenError::BadPort { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn tcp_range_binds_inside_range_and_unix_socket_is_removed() {
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let l = Listener::bind(&ListenConfig::TcpRange {
+            min: port,
+            max: port,
+        })
+        .unwrap();
+        assert_eq!(l.address().unwrap(), format!("127.0.0.1:{port}"));
+        // The only port is taken now.
+        let err = Listener::bind(&ListenConfig::TcpRange {
+            min: port,
+            max: port,
+        })
+        .unwrap_err();
+        assert!(matches!(err, ListenError::NoFreePort { .. }));
+
+        let u = Listener::bind(&ListenConfig::Unix { dir: None }).unwrap();
+        let path = PathBuf::from(u.address().unwrap());
+        assert!(path.exists());
+        let _c = dial(Network::Unix, &u.address().unwrap()).await.unwrap();
+        drop(u);
+        assert!(!path.exists(), "socket file must be removed with the listener");
+    }
+}
