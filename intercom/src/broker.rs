@@ -32,6 +32,9 @@ use crate::transport::{self, Io, ListenConfig, Listener, TlsPair};
 /// How long a dialer waits for the peer's `ConnInfo` or knock ack (go-plugin: 5 s).
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a knock for an id nobody accepts yet waits for `accept` before it is refused.
+const KNOCK_GRACE: Duration = Duration::from_secs(2);
+
 /// Failures of broker operations.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -153,6 +156,8 @@ struct Inner {
     tls: Option<TlsPair>,
     dial_lock: tokio::sync::Mutex<()>,
     closed: CancellationToken,
+    /// Signalled whenever an id starts accepting.
+    registered: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -198,6 +203,7 @@ impl GrpcBroker {
                 tls,
                 dial_lock: tokio::sync::Mutex::new(()),
                 closed: CancellationToken::new(),
+                registered: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -271,6 +277,7 @@ impl GrpcBroker {
                 rx
             }
         };
+        self.inner.registered.notify_waiters();
         Ok(BrokerListener {
             incoming: tls_incoming(raw, self.inner.tls.clone()),
             id,
@@ -496,22 +503,47 @@ impl GrpcBroker {
     }
 
     fn answer_knock(&self, id: u32) {
-        let error = match &self.inner.mode {
-            Mode::Classic(_) => format!("broker id {id}: multiplexing is not enabled on this side"),
-            Mode::Mux(_) => {
-                let mut state = lock(&self.inner.state);
-                let known = state.acceptors.contains_key(&id);
-                if known || self.inner.side == Side::Plugin {
-                    // The plugin queues even before accept (go-plugin does too), which makes
-                    // "spawn accept_and_serve, then return the id" race-free.
-                    state.acceptors.entry(id).or_insert_with(Acceptor::new);
-                    state.knocked.push_back(id);
-                    String::new()
-                } else {
-                    format!("no listener for id {id}")
+        if let Mode::Classic(_) = &self.inner.mode {
+            self.send_ack(id, format!("broker id {id}: multiplexing is not enabled on this side"));
+            return;
+        }
+        if self.ack_if_accepting(id) {
+            return;
+        }
+        // `accept_and_serve` may run a moment after the id was sent (go-plugin code often
+        // spawns it): give registration a short grace period before refusing.
+        let this = self.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + KNOCK_GRACE;
+            loop {
+                let registered = this.inner.registered.notified();
+                if this.ack_if_accepting(id) {
+                    return;
+                }
+                tokio::select! {
+                    () = registered => {}
+                    () = tokio::time::sleep_until(deadline) => break,
+                    () = this.inner.closed.cancelled() => return,
                 }
             }
-        };
+            this.send_ack(id, format!("no listener for id {id}"));
+        });
+    }
+
+    /// Acks a knock for `id` if something accepts on it, queueing the next stream for it.
+    fn ack_if_accepting(&self, id: u32) -> bool {
+        {
+            let mut state = lock(&self.inner.state);
+            if !state.acceptors.contains_key(&id) {
+                return false;
+            }
+            state.knocked.push_back(id);
+        }
+        self.send_ack(id, String::new());
+        true
+    }
+
+    fn send_ack(&self, id: u32, error: String) {
         let _ = self.send(ConnInfo {
             service_id: id,
             network: String::new(),

@@ -1,0 +1,19 @@
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    // kv.proto and counter.proto share the package `proto` (as in go-plugin's examples),
+    // so each goes to its own directory.
+    for (dir, proto, include) in [
+        ("kv", "kv.proto", "../examples/kv/proto"),
+        ("counter", "counter.proto", "fixtures/proto"),
+        ("reverse", "reverse.proto", "fixtures/proto"),
+    ] {
+        let dir = out.join(dir);
+        std::fs::create_dir_all(&dir)?;
+        intercom_build::configure()
+            .out_dir(dir)
+            .compile(&[proto], &[include])?;
+    }
+    Ok(())
+}

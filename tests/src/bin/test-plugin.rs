@@ -1,0 +1,184 @@
+//! The Rust plugin the integration tests launch. It serves `proto.KV`, `proto.Counter`
+//! and `reverse.Spawner`, and misbehaves on request through `INTERCOM_TEST_MODE`:
+//!
+//! | mode | behaviour |
+//! |---|---|
+//! | (unset) | a well-behaved plugin |
+//! | `garbage` | prints a non-handshake first line |
+//! | `exit-early` | writes an error to stderr and exits 3 before the handshake |
+//! | `silent` | never prints anything |
+//! | `version7` | only speaks app protocol version 7 |
+//! | `linger` | ignores the shutdown request (keeps running after serving ends) |
+//!
+//! KV keys with special meaning: `get crash` aborts the process mid-call; `put stdio`
+//! writes numbered lines to stdout and stderr and logs through `tracing`.
+
+use std::time::Duration;
+
+use intercom::{GrpcBroker, HandshakeConfig, ServeConfig};
+use intercom_tests::{Glue, HANDSHAKE, counter, kv, reverse};
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+struct Kv;
+
+#[tonic::async_trait]
+impl kv::kv_server::Kv for Kv {
+    async fn get(&self, req: Request<kv::GetRequest>) -> Result<Response<kv::GetResponse>, Status> {
+        let key = req.into_inner().key;
+        if key == "crash" {
+            std::process::abort();
+        }
+        let value = tokio::fs::read(format!("kv_{key}"))
+            .await
+            .map_err(|e| Status::not_found(format!("{key}: {e}")))?;
+        Ok(Response::new(kv::GetResponse { value }))
+    }
+
+    async fn put(&self, req: Request<kv::PutRequest>) -> Result<Response<kv::Empty>, Status> {
+        let kv::PutRequest { key, mut value } = req.into_inner();
+        if key == "stdio" {
+            use std::io::Write;
+            for i in 1..=3 {
+                println!("out-{i}");
+                eprintln!("err-{i}");
+                tracing::info!(line = i, "log-{i}");
+            }
+            tracing::warn!("log-warn");
+            let _ = std::io::stdout().flush();
+        }
+        value.extend_from_slice(b"\n\nWritten from plugin-rust-grpc");
+        tokio::fs::write(format!("kv_{key}"), value)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(kv::Empty {}))
+    }
+}
+
+#[derive(Clone)]
+struct Counter(GrpcBroker);
+
+fn read_counter(key: &str) -> i64 {
+    std::fs::read(format!("kv_{key}"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("Value").and_then(serde_json::Value::as_i64))
+        .unwrap_or(0)
+}
+
+#[tonic::async_trait]
+impl counter::counter_server::Counter for Counter {
+    async fn get(
+        &self,
+        req: Request<counter::GetRequest>,
+    ) -> Result<Response<counter::GetResponse>, Status> {
+        Ok(Response::new(counter::GetResponse {
+            value: read_counter(&req.into_inner().key),
+        }))
+    }
+
+    async fn put(&self, req: Request<counter::PutRequest>) -> Result<Response<counter::Empty>, Status> {
+        let counter::PutRequest {
+            add_server,
+            key,
+            value,
+        } = req.into_inner();
+        let channel = self
+            .0
+            .dial(add_server)
+            .await
+            .map_err(|e| Status::unavailable(format!("dial add_server {add_server}: {e}")))?;
+        let mut helper = counter::add_helper_client::AddHelperClient::new(channel);
+        let sum = helper
+            .sum(counter::SumRequest {
+                a: read_counter(&key),
+                b: value,
+            })
+            .await?
+            .into_inner()
+            .r;
+        std::fs::write(format!("kv_{key}"), format!("{{\"Value\":{sum}}}"))
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(counter::Empty {}))
+    }
+}
+
+#[derive(Clone)]
+struct Spawner(GrpcBroker);
+
+struct Adder;
+
+#[tonic::async_trait]
+impl reverse::adder_server::Adder for Adder {
+    async fn add(&self, req: Request<reverse::AddRequest>) -> Result<Response<reverse::AddResponse>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(reverse::AddResponse { r: r.a + r.b }))
+    }
+}
+
+#[tonic::async_trait]
+impl reverse::spawner_server::Spawner for Spawner {
+    async fn spawn(
+        &self,
+        _: Request<reverse::SpawnRequest>,
+    ) -> Result<Response<reverse::SpawnResponse>, Status> {
+        let id = self.0.next_id();
+        let routes = tonic::service::Routes::new(reverse::adder_server::AdderServer::new(Adder));
+        self.0
+            .accept_and_serve(id, routes)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .detach();
+        Ok(Response::new(reverse::SpawnResponse { broker_id: id }))
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), intercom::ServeError> {
+    let mode = std::env::var("INTERCOM_TEST_MODE").unwrap_or_default();
+    let mut handshake = HANDSHAKE;
+    match mode.as_str() {
+        "garbage" => {
+            println!("this is not a handshake line");
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            return Ok(());
+        }
+        "exit-early" => {
+            eprintln!("fatal: the configuration file is missing");
+            std::process::exit(3);
+        }
+        "silent" => {
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            return Ok(());
+        }
+        "version7" => handshake = HandshakeConfig::new(7, "BASIC_PLUGIN", "hello"),
+        _ => {}
+    }
+    let config = ServeConfig::new(handshake)
+        .plugin(
+            "kv_grpc",
+            Glue::server(|_, routes| {
+                routes.add_service(kv::kv_server::KvServer::new(Kv));
+            }),
+        )
+        .plugin(
+            "counter",
+            Glue::server(|broker, routes| {
+                routes.add_service(counter::counter_server::CounterServer::new(Counter(
+                    broker.clone(),
+                )));
+            }),
+        )
+        .plugin(
+            "reverse",
+            Glue::server(|broker, routes| {
+                routes.add_service(reverse::spawner_server::SpawnerServer::new(Spawner(
+                    broker.clone(),
+                )));
+            }),
+        );
+    let result = intercom::serve(config).await;
+    if mode == "linger" {
+        tokio::time::sleep(Duration::from_secs(300)).await;
+    }
+    result
+}
