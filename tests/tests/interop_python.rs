@@ -1,0 +1,61 @@
+//! PROTOCOL.md §10.3: a grpcio plugin (no broker, controller or stdio services, no TLS,
+//! five-field handshake) works with the Rust host.
+
+use std::time::{Duration, Instant};
+
+use intercom::runtime::ProcessLauncher;
+use intercom::tonic::transport::Channel;
+use intercom::{Client, ClientConfig, ClientError, HandshakeError, Multiplex};
+use intercom_tests::{HANDSHAKE, host_plugins, kv, pid_running, python, python_kv_plugin};
+
+fn python_client(dir: &std::path::Path, multiplex: Multiplex) -> Client {
+    Client::new(
+        ClientConfig::new(HANDSHAKE, host_plugins())
+            .launcher(ProcessLauncher::new(python()).arg(python_kv_plugin()).current_dir(dir))
+            .multiplex(multiplex)
+            .kill_timeout(Duration::from_millis(500)),
+    )
+}
+
+#[tokio::test]
+async fn rust_host_loads_python_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    // Defaults: multiplexing and AutoMTLS requested; the plugin supports neither.
+    let client = python_client(dir.path(), Multiplex::Auto);
+    let protocol = client.client().await.unwrap();
+    assert!(!protocol.broker().is_multiplexed());
+    protocol.ping().await.unwrap();
+    let mut kv: kv::kv_client::KvClient<Channel> = protocol.dispense("kv_grpc").unwrap();
+    kv.put(kv::PutRequest {
+        key: "hello".into(),
+        value: b"world".to_vec(),
+    })
+    .await
+    .unwrap();
+    let value = kv
+        .get(kv::GetRequest { key: "hello".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .value;
+    assert_eq!(value, b"world\n\nWritten from plugin-python");
+    let pid: u32 = client.id().unwrap().parse().unwrap();
+    // No controller: shutdown is Unimplemented, so kill falls back to SIGKILL after the grace.
+    let started = Instant::now();
+    client.kill().await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(!pid_running(pid), "python plugin left running");
+}
+
+#[tokio::test]
+async fn required_multiplexing_fails_against_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = python_client(dir.path(), Multiplex::Required);
+    match client.start().await {
+        Err(ClientError::Handshake {
+            source: HandshakeError::MultiplexUnsupported { .. },
+            ..
+        }) => {}
+        other => panic!("unexpected: {other:?}"),
+    }
+}
