@@ -869,6 +869,7 @@ struct Conn {
     network: Network,
     address: String,
     tls: bool,
+    plugin_cert: Option<Vec<u8>>,
 }
 
 impl ClientProtocol {
@@ -974,6 +975,16 @@ impl ClientProtocol {
         &self.conn.broker
     }
 
+    /// Where the plugin listens, as dialed by the host.
+    pub fn address(&self) -> (Network, &str) {
+        (self.conn.network, &self.conn.address)
+    }
+
+    /// The plugin's AutoMTLS certificate (DER), the only one this connection trusts.
+    pub fn plugin_certificate(&self) -> Option<&[u8]> {
+        self.conn.plugin_cert.as_deref()
+    }
+
     /// The gRPC channel to the plugin.
     pub fn channel(&self) -> Channel {
         self.conn.channel.clone()
@@ -1019,6 +1030,7 @@ async fn connect(
     tls: Option<TlsPair>,
 ) -> Result<Conn, BoxError> {
     let tls_on = tls.is_some();
+    let plugin_cert = tls.as_ref().map(|t| t.peer_der.clone());
     if multiplex {
         let socket = transport::dial(network, &address).await?;
         let (mux, mut inbound) = Mux::start(socket, Role::Client);
@@ -1057,6 +1069,7 @@ async fn connect(
             network,
             address,
             tls: tls_on,
+            plugin_cert,
         })
     } else {
         let broker = GrpcBroker::new(
@@ -1083,6 +1096,7 @@ async fn connect(
             network,
             address,
             tls: tls_on,
+            plugin_cert,
         })
     }
 }

@@ -330,6 +330,7 @@ impl tonic::transport::server::Connected for Io {
 pub(crate) struct TlsPair {
     pub(crate) server: Arc<rustls::ServerConfig>,
     pub(crate) client: Arc<rustls::ClientConfig>,
+    pub(crate) peer_der: Vec<u8>,
 }
 
 impl fmt::Debug for TlsPair {
@@ -344,6 +345,7 @@ impl TlsPair {
         Ok(Self {
             server: crate::tls::server_config(own, peer_der)?,
             client: crate::tls::client_config(own, peer_der)?,
+            peer_der: peer_der.to_vec(),
         })
     }
 
