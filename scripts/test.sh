@@ -10,4 +10,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/build-go-fixtures.sh >/dev/null
 scripts/setup-python.sh >/dev/null
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -10,7 +10,12 @@
 //!     Ok(())
 //! }
 //! ```
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -49,7 +49,9 @@ pub enum BrokerError {
         id: u32,
     },
     /// The peer did not announce a connection for the id in time.
-    #[error("timeout waiting for connection info for broker id {id} (waited {waited:?}); did the peer call accept/accept_and_serve for this id?")]
+    #[error(
+        "timeout waiting for connection info for broker id {id} (waited {waited:?}); did the peer call accept/accept_and_serve for this id?"
+    )]
     Timeout {
         /// The id.
         id: u32,
@@ -241,15 +243,13 @@ impl GrpcBroker {
             Mode::Classic(listen) => {
                 let listener =
                     Listener::bind(listen).map_err(|source| BrokerError::Listen { id, source })?;
-                let address = listener
-                    .address()
-                    .map_err(|source| BrokerError::Listen {
-                        id,
-                        source: transport::ListenError::Bind {
-                            what: "broker listener address".into(),
-                            source,
-                        },
-                    })?;
+                let address = listener.address().map_err(|source| BrokerError::Listen {
+                    id,
+                    source: transport::ListenError::Bind {
+                        what: "broker listener address".into(),
+                        source,
+                    },
+                })?;
                 let info = ConnInfo {
                     service_id: id,
                     network: listener.network().to_string(),
@@ -450,12 +450,11 @@ impl GrpcBroker {
                 InfoSlot::Arrived(_, at) => at.elapsed() < BROKER_TIMEOUT,
                 InfoSlot::Waiting(tx) => !tx.is_closed(),
             });
-            if first.is_none() {
-                if let Some(InfoSlot::Arrived(..)) = state.infos.get(&id) {
-                    if let Some(InfoSlot::Arrived(info, _)) = state.infos.remove(&id) {
-                        return Ok(info);
-                    }
-                }
+            if first.is_none()
+                && let Some(InfoSlot::Arrived(..)) = state.infos.get(&id)
+                && let Some(InfoSlot::Arrived(info, _)) = state.infos.remove(&id)
+            {
+                return Ok(info);
             }
             let (tx, rx) = oneshot::channel();
             state.infos.insert(id, InfoSlot::Waiting(tx));
@@ -489,7 +488,9 @@ impl GrpcBroker {
         match state.infos.remove(&id) {
             Some(InfoSlot::Waiting(tx)) => {
                 if let Err(info) = tx.send(info) {
-                    state.infos.insert(id, InfoSlot::Arrived(info, Instant::now()));
+                    state
+                        .infos
+                        .insert(id, InfoSlot::Arrived(info, Instant::now()));
                 }
             }
             Some(arrived @ InfoSlot::Arrived(..)) => {
@@ -497,14 +498,19 @@ impl GrpcBroker {
                 state.infos.insert(id, arrived);
             }
             None => {
-                state.infos.insert(id, InfoSlot::Arrived(info, Instant::now()));
+                state
+                    .infos
+                    .insert(id, InfoSlot::Arrived(info, Instant::now()));
             }
         }
     }
 
     fn answer_knock(&self, id: u32) {
         if let Mode::Classic(_) = &self.inner.mode {
-            self.send_ack(id, format!("broker id {id}: multiplexing is not enabled on this side"));
+            self.send_ack(
+                id,
+                format!("broker id {id}: multiplexing is not enabled on this side"),
+            );
             return;
         }
         if self.ack_if_accepting(id) {
@@ -564,7 +570,8 @@ impl GrpcBroker {
             if let Some(acceptor) = state.acceptors.get(&id) {
                 if let Err(err) = acceptor.tx.try_send(io) {
                     let io = match err {
-                        mpsc::error::TrySendError::Full(io) | mpsc::error::TrySendError::Closed(io) => io,
+                        mpsc::error::TrySendError::Full(io)
+                        | mpsc::error::TrySendError::Closed(io) => io,
                     };
                     tracing::debug!(id, "dropping a brokered stream nobody accepts");
                     drop(io);
@@ -616,7 +623,9 @@ impl GrpcBroker {
     }
 
     /// The plugin's `GRPCBroker` service.
-    pub(crate) fn service(&self) -> crate::proto::grpc_broker_server::GrpcBrokerServer<BrokerService> {
+    pub(crate) fn service(
+        &self,
+    ) -> crate::proto::grpc_broker_server::GrpcBrokerServer<BrokerService> {
         crate::proto::grpc_broker_server::GrpcBrokerServer::new(BrokerService {
             broker: self.clone(),
         })
@@ -689,7 +698,9 @@ pub(crate) fn tls_incoming(
                                 error = &err as &dyn std::error::Error,
                                 "refused a connection: TLS handshake failed (not the pinned peer certificate?)"
                             ),
-                            Err(_) => tracing::warn!("refused a connection: TLS handshake timed out"),
+                            Err(_) => {
+                                tracing::warn!("refused a connection: TLS handshake timed out")
+                            }
                         }
                     });
                 }
@@ -709,7 +720,9 @@ pub struct BrokerListener {
 
 impl fmt::Debug for BrokerListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrokerListener").field("id", &self.id).finish()
+        f.debug_struct("BrokerListener")
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -750,7 +763,11 @@ impl tokio::io::AsyncRead for BrokerConn {
 }
 
 impl tokio::io::AsyncWrite for BrokerConn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -815,9 +832,9 @@ impl crate::proto::grpc_broker_server::GrpcBroker for BrokerService {
         &self,
         request: tonic::Request<tonic::Streaming<ConnInfo>>,
     ) -> Result<tonic::Response<Self::StartStreamStream>, tonic::Status> {
-        let rx = lock(&self.broker.inner.rx)
-            .take()
-            .ok_or_else(|| tonic::Status::failed_precondition("the broker stream was already started"))?;
+        let rx = lock(&self.broker.inner.rx).take().ok_or_else(|| {
+            tonic::Status::failed_precondition("the broker stream was already started")
+        })?;
         let broker = self.broker.clone();
         tokio::spawn(broker.pump(request.into_inner()));
         let out = UnboundedReceiverStream::new(rx).map(Ok);

@@ -263,7 +263,10 @@ pub enum ClientError {
     #[error(transparent)]
     Launch(#[from] LaunchError),
     /// Nothing came within the start timeout.
-    #[error("timeout while waiting for plugin `{name}` to start (waited {waited:?} in step `{step}`); raise ClientConfig::start_timeout if the plugin is slow to start{}", tail(stderr))]
+    #[error(
+        "timeout while waiting for plugin `{name}` to start (waited {waited:?} in step `{step}`); raise ClientConfig::start_timeout if the plugin is slow to start{}",
+        tail(stderr)
+    )]
     StartTimeout {
         /// Plugin name.
         name: String,
@@ -275,7 +278,10 @@ pub enum ClientError {
         stderr: String,
     },
     /// The plugin exited before printing its handshake.
-    #[error("plugin `{name}` exited before we could connect ({status}); it usually printed why on stderr{}", tail(stderr))]
+    #[error(
+        "plugin `{name}` exited before we could connect ({status}); it usually printed why on stderr{}",
+        tail(stderr)
+    )]
     ExitedBeforeHandshake {
         /// Plugin name.
         name: String,
@@ -285,7 +291,10 @@ pub enum ClientError {
         stderr: String,
     },
     /// Stdout closed without a handshake line while the plugin kept running.
-    #[error("plugin `{name}` closed its stdout without printing a handshake line; plugins must print the handshake as their first line of stdout{}", tail(stderr))]
+    #[error(
+        "plugin `{name}` closed its stdout without printing a handshake line; plugins must print the handshake as their first line of stdout{}",
+        tail(stderr)
+    )]
     NoHandshake {
         /// Plugin name.
         name: String,
@@ -337,7 +346,9 @@ pub enum ClientError {
         available: Vec<String>,
     },
     /// The plugin's client is not of the requested type.
-    #[error("plugin {name:?} does not dispense a {requested}; check the type asked of dispense() against the plugin map entry's client()")]
+    #[error(
+        "plugin {name:?} does not dispense a {requested}; check the type asked of dispense() against the plugin map entry's client()"
+    )]
     DispenseType {
         /// Plugin name.
         name: String,
@@ -676,10 +687,10 @@ impl Client {
             return Err(ClientError::ReattachMultiplex);
         }
         let name = self.inner.name.clone();
-        if let Some(pid) = re.pid {
-            if !pid_alive(pid) {
-                return Err(ClientError::ReattachNotFound { pid });
-            }
+        if let Some(pid) = re.pid
+            && !pid_alive(pid)
+        {
+            return Err(ClientError::ReattachNotFound { pid });
         }
         let plugins = config
             .versions()
@@ -749,19 +760,25 @@ impl Client {
                 self.inner
                     .exited
                     .store(true, std::sync::atomic::Ordering::SeqCst);
-            } else if let Some(re) = lock(&self.inner.reattached).clone() {
-                if let (Some(pid), false) = (re.pid, re.test) {
+            } else {
+                let reattached = lock(&self.inner.reattached).clone();
+                if let Some(ReattachConfig {
+                    pid: Some(pid),
+                    test: false,
+                    ..
+                }) = reattached
+                {
                     let deadline = Instant::now() + kill_timeout;
                     while pid_alive(pid) && Instant::now() < deadline {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    if pid_alive(pid) {
-                        if let Ok(p) = i32::try_from(pid) {
-                            let _ = nix::sys::signal::kill(
-                                nix::unistd::Pid::from_raw(p),
-                                nix::sys::signal::Signal::SIGKILL,
-                            );
-                        }
+                    if pid_alive(pid)
+                        && let Ok(p) = i32::try_from(pid)
+                    {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(p),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
                     }
                 }
             }
@@ -833,12 +850,12 @@ impl KillGuard {
 
 impl Drop for KillGuard {
     fn drop(&mut self) {
-        if let Some(handle) = self.0.take() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = handle.kill().await;
-                });
-            }
+        if let Some(handle) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = handle.kill().await;
+            });
         }
     }
 }
@@ -880,13 +897,9 @@ impl ClientProtocol {
         tasks: &mut tokio::task::JoinSet<()>,
         config: &mut ClientConfig,
     ) -> Self {
-        tasks.spawn(
-            conn.broker
-                .clone()
-                .run_host(crate::proto::grpc_broker_client::GrpcBrokerClient::new(
-                    conn.channel.clone(),
-                )),
-        );
+        tasks.spawn(conn.broker.clone().run_host(
+            crate::proto::grpc_broker_client::GrpcBrokerClient::new(conn.channel.clone()),
+        ));
         let stdout: Writer = config
             .sync_stdout
             .take()
@@ -957,7 +970,8 @@ impl ClientProtocol {
     /// # Errors
     /// [`ClientError::Ping`] with the gRPC status.
     pub async fn ping(&self) -> Result<(), ClientError> {
-        let mut health = tonic_health::pb::health_client::HealthClient::new(self.conn.channel.clone());
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(self.conn.channel.clone());
         health
             .check(tonic_health::pb::HealthCheckRequest {
                 service: crate::GRPC_SERVICE_NAME.into(),
@@ -1002,8 +1016,9 @@ impl ClientProtocol {
     /// Sends `GRPCController/Shutdown`; true when the plugin acknowledged (or hung up,
     /// as go-plugin plugins may while stopping).
     async fn shutdown(&self, timeout: Duration) -> bool {
-        let mut ctl =
-            crate::proto::grpc_controller_client::GrpcControllerClient::new(self.conn.channel.clone());
+        let mut ctl = crate::proto::grpc_controller_client::GrpcControllerClient::new(
+            self.conn.channel.clone(),
+        );
         match tokio::time::timeout(timeout, ctl.shutdown(crate::proto::Empty {})).await {
             Ok(Ok(_)) => true,
             Ok(Err(status)) => {
@@ -1112,7 +1127,11 @@ async fn pump_stderr(
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        match (&mut reader).take(64 * 1024).read_until(b'\n', &mut buf).await {
+        match (&mut reader)
+            .take(64 * 1024)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }

@@ -691,7 +691,7 @@ fn decode_cert(cert: &str) -> Result<Vec<u8>, HandshakeError> {
             source: Box::new(e),
         })?;
     match x509_parser::parse_x509_certificate(&der) {
-        Ok((rest, _)) if rest.is_empty() => Ok(der),
+        Ok(([], _)) => Ok(der),
         Ok((rest, _)) => Err(HandshakeError::CertificateNotDer {
             cert: snippet(cert),
             source: format!(
@@ -1100,7 +1100,8 @@ mod tests {
 
     #[test]
     fn version_negotiation() {
-        let cases: &[(Option<&str>, &[u32], u32, &[&str])] = &[
+        type Case<'a> = (Option<&'a str>, &'a [u32], u32, &'a [&'a str]);
+        let cases: &[Case<'_>] = &[
             (Some("1,2,3"), &[2, 3, 4], 3, &[]),
             (Some("3,1,2"), &[4, 3, 2], 3, &[]),
             (None, &[2, 3, 4], 2, &[]),

@@ -1,5 +1,10 @@
 //! intercom: out-of-process plugins over gRPC.
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod handshake;
@@ -31,7 +36,7 @@ pub use handshake::{HandshakeConfig, HandshakeError};
 pub use plugin::{BoxError, GrpcPlugin, PluginSet};
 pub use serve::{ServeConfig, ServeError, serve};
 
-/// Re-exported so users need no direct dependency to name these types.
-pub use tonic;
 pub use prost;
 pub use tokio;
+/// Re-exported so users need no direct dependency to name these types.
+pub use tonic;

@@ -982,7 +982,8 @@ mod tests {
             let ts = record.timestamp.as_deref().unwrap();
             assert!(is_hclog_utc_timestamp(ts), "{ts}");
         }
-        let summary: Vec<(LogLevel, &str, Vec<(String, String)>)> = records
+        type Summary<'a> = (LogLevel, &'a str, Vec<(String, String)>);
+        let summary: Vec<Summary<'_>> = records
             .iter()
             .map(|r| (r.level, r.message.as_str(), r.fields.clone()))
             .collect();

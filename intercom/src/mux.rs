@@ -103,11 +103,6 @@ impl Mux {
         }
     }
 
-    /// Resolves when the session has ended.
-    pub(crate) async fn closed(&self) {
-        self.closed.cancelled().await;
-    }
-
     /// Ends the session.
     pub(crate) fn close(&self) {
         self.closed.cancel();
@@ -141,7 +136,7 @@ mod tests {
         assert_eq!(&buf, b"pong");
 
         client.close();
-        tokio::time::timeout(std::time::Duration::from_secs(5), server.closed())
+        tokio::time::timeout(std::time::Duration::from_secs(5), server.closed.cancelled())
             .await
             .expect("closing one side ends the other");
         assert!(client.open().await.is_err());

@@ -114,7 +114,9 @@ impl ServeConfig {
 #[non_exhaustive]
 pub enum ServeError {
     /// The plugin's own handshake config is incomplete.
-    #[error("misconfigured ServeConfig: no magic cookie key or value was set; set `handshake` to the host's HandshakeConfig")]
+    #[error(
+        "misconfigured ServeConfig: no magic cookie key or value was set; set `handshake` to the host's HandshakeConfig"
+    )]
     Misconfigured,
     /// No plugins were given.
     #[error("misconfigured ServeConfig: no plugins to serve; add one with `ServeConfig::plugin`")]
@@ -208,7 +210,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let (identity, tls) = if client_cert.is_empty() {
         (None, None)
     } else {
-        let peer = crate::tls::parse_pem_certificate(&client_cert).map_err(ServeError::ClientCert)?;
+        let peer =
+            crate::tls::parse_pem_certificate(&client_cert).map_err(ServeError::ClientCert)?;
         let identity = crate::tls::Identity::generate().map_err(ServeError::Tls)?;
         let pair = TlsPair::new(&identity, &peer).map_err(ServeError::Tls)?;
         (Some(identity), Some(pair))
@@ -244,17 +247,20 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
-        .set_service_status(crate::GRPC_SERVICE_NAME, tonic_health::ServingStatus::Serving)
+        .set_service_status(
+            crate::GRPC_SERVICE_NAME,
+            tonic_health::ServingStatus::Serving,
+        )
         .await;
     let mut routes = RoutesBuilder::default();
     routes
         .add_service(health)
         .add_service(broker.service())
-        .add_service(crate::proto::grpc_controller_server::GrpcControllerServer::new(
-            Controller {
+        .add_service(
+            crate::proto::grpc_controller_server::GrpcControllerServer::new(Controller {
                 shutdown: shutdown.clone(),
-            },
-        ));
+            }),
+        );
     for (name, plugin) in plugins.iter() {
         plugin
             .server(&broker, &mut routes)
@@ -297,6 +303,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             crate::stdio::StdioService::empty(),
         )),
     };
+    install_panic_logger();
     if let Some(id) = &identity {
         tracing::debug!(fingerprint = %id.fingerprint(), "AutoMTLS on");
     }
@@ -319,9 +326,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                 loop {
                     tokio::select! {
                         stream = inbound.recv() => match stream {
-                            Some(io) => if let Some(io) = broker.route_inbound(io) {
-                                if raw_tx.send(io).await.is_err() { break }
-                            },
+                            Some(io) => {
+                                let main = broker.route_inbound(io);
+                                if let Some(io) = main && raw_tx.send(io).await.is_err() {
+                                    break;
+                                }
+                            }
                             None => break,
                         },
                         () = shutdown.cancelled() => break,
@@ -384,6 +394,16 @@ impl crate::proto::grpc_controller_server::GrpcController for Controller {
         });
         Ok(tonic::Response::new(crate::proto::Empty {}))
     }
+}
+
+/// Panics are logged as errors through `tracing` (so the host sees them at error level
+/// with the plugin's name) before the previous hook runs.
+fn install_panic_logger() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(target: "intercom::panic", panic = %info, "plugin panicked");
+        previous(info);
+    }));
 }
 
 fn ignore_sigint() {

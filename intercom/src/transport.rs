@@ -65,9 +65,9 @@ impl ListenConfig {
 
     pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ListenError> {
         if let Some(addr) = get(env::LISTEN_ADDR).filter(|s| !s.is_empty()) {
-            let parsed = addr
-                .parse()
-                .map_err(|_| ListenError::BadListenAddr { value: addr.clone() })?;
+            let parsed = addr.parse().map_err(|_| ListenError::BadListenAddr {
+                value: addr.clone(),
+            })?;
             return Ok(Self::Tcp(parsed));
         }
         let tcp = get(env::TRANSPORT).is_some_and(|t| t.eq_ignore_ascii_case("tcp"));
@@ -75,7 +75,9 @@ impl ListenConfig {
             let port = |key: &'static str| -> Result<u16, ListenError> {
                 match get(key).filter(|s| !s.is_empty()) {
                     None => Ok(0),
-                    Some(v) => v.parse().map_err(|_| ListenError::BadPort { key, value: v }),
+                    Some(v) => v
+                        .parse()
+                        .map_err(|_| ListenError::BadPort { key, value: v }),
                 }
             };
             let (min, max) = (port(env::MIN_PORT)?, port(env::MAX_PORT)?);
@@ -97,7 +99,9 @@ impl ListenConfig {
 #[non_exhaustive]
 pub enum ListenError {
     /// `INTERCOM_LISTEN_ADDR` is not `ip:port`.
-    #[error("failed to parse INTERCOM_LISTEN_ADDR {value:?}: expected `ip:port`, e.g. `127.0.0.5:50077`")]
+    #[error(
+        "failed to parse INTERCOM_LISTEN_ADDR {value:?}: expected `ip:port`, e.g. `127.0.0.5:50077`"
+    )]
     BadListenAddr {
         /// The value found.
         value: String,
@@ -291,7 +295,11 @@ impl AsyncRead for Io {
 }
 
 impl AsyncWrite for Io {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         delegate!(self, poll_write(cx, buf))
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -341,7 +349,10 @@ impl fmt::Debug for TlsPair {
 
 impl TlsPair {
     /// Builds both configs for `own`, pinning `peer_der`.
-    pub(crate) fn new(own: &crate::tls::Identity, peer_der: &[u8]) -> Result<Self, crate::tls::TlsError> {
+    pub(crate) fn new(
+        own: &crate::tls::Identity,
+        peer_der: &[u8],
+    ) -> Result<Self, crate::tls::TlsError> {
         Ok(Self {
             server: crate::tls::server_config(own, peer_der)?,
             client: crate::tls::client_config(own, peer_der)?,
@@ -455,6 +466,9 @@ mod tests {
         assert!(path.exists());
         let _c = dial(Network::Unix, &u.address().unwrap()).await.unwrap();
         drop(u);
-        assert!(!path.exists(), "socket file must be removed with the listener");
+        assert!(
+            !path.exists(),
+            "socket file must be removed with the listener"
+        );
     }
 }

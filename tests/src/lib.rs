@@ -48,7 +48,9 @@ impl Glue {
     }
 
     /// Plugin-side entry registering services with `register`.
-    pub fn server(register: impl Fn(&GrpcBroker, &mut RoutesBuilder) + Send + Sync + 'static) -> Self {
+    pub fn server(
+        register: impl Fn(&GrpcBroker, &mut RoutesBuilder) + Send + Sync + 'static,
+    ) -> Self {
         Self {
             register: Some(Box::new(register)),
             client: |_, _| Box::new(()),
@@ -58,12 +60,19 @@ impl Glue {
 
 impl GrpcPlugin for Glue {
     fn server(&self, broker: &GrpcBroker, routes: &mut RoutesBuilder) -> Result<(), BoxError> {
-        let register = self.register.as_ref().ok_or("host-side entry cannot serve")?;
+        let register = self
+            .register
+            .as_ref()
+            .ok_or("host-side entry cannot serve")?;
         register(broker, routes);
         Ok(())
     }
 
-    fn client(&self, broker: &GrpcBroker, channel: Channel) -> Result<Box<dyn Any + Send + Sync>, BoxError> {
+    fn client(
+        &self,
+        broker: &GrpcBroker,
+        channel: Channel,
+    ) -> Result<Box<dyn Any + Send + Sync>, BoxError> {
         Ok((self.client)(broker, channel))
     }
 }

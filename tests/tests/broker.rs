@@ -14,7 +14,10 @@ struct Sum;
 
 #[tonic::async_trait]
 impl counter::add_helper_server::AddHelper for Sum {
-    async fn sum(&self, req: Request<counter::SumRequest>) -> Result<Response<counter::SumResponse>, Status> {
+    async fn sum(
+        &self,
+        req: Request<counter::SumRequest>,
+    ) -> Result<Response<counter::SumResponse>, Status> {
         let r = req.into_inner();
         Ok(Response::new(counter::SumResponse { r: r.a + r.b }))
     }
@@ -24,15 +27,21 @@ async fn both_directions(multiplex: Multiplex, mtls: bool) {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::new(
         ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()))
+            .launcher(
+                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()),
+            )
             .multiplex(multiplex)
             .auto_mtls(mtls),
     );
     let protocol = client.client().await.unwrap();
-    assert_eq!(protocol.broker().is_multiplexed(), multiplex != Multiplex::Off);
+    assert_eq!(
+        protocol.broker().is_multiplexed(),
+        multiplex != Multiplex::Off
+    );
 
     // Host serves AddHelper, plugin dials it (go-plugin's bidirectional example).
-    let mut counter: counter::counter_client::CounterClient<Channel> = protocol.dispense("counter").unwrap();
+    let mut counter: counter::counter_client::CounterClient<Channel> =
+        protocol.dispense("counter").unwrap();
     for _ in 0..2 {
         let broker = protocol.broker();
         let id = broker.next_id();
@@ -61,7 +70,8 @@ async fn both_directions(multiplex: Multiplex, mtls: bool) {
     assert_eq!(value, 2);
 
     // Plugin serves Adder on a broker id, host dials it.
-    let mut spawner: reverse::spawner_client::SpawnerClient<Channel> = protocol.dispense("reverse").unwrap();
+    let mut spawner: reverse::spawner_client::SpawnerClient<Channel> =
+        protocol.dispense("reverse").unwrap();
     let id = spawner
         .spawn(reverse::SpawnRequest {})
         .await

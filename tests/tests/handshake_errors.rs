@@ -37,7 +37,10 @@ async fn start_err(client: &Client) -> ClientError {
         while pid_running(pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(!pid_running(pid), "plugin pid {pid} left running after a failed start");
+        assert!(
+            !pid_running(pid),
+            "plugin pid {pid} left running after a failed start"
+        );
     }
     err
 }
@@ -69,7 +72,12 @@ async fn app_version_mismatch_names_both_sides() {
         }
         other => panic!("unexpected: {other:?}"),
     }
-    let text = format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+    let text = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    );
     assert!(text.contains('7') && text.contains('1'), "{text}");
 }
 
@@ -122,7 +130,44 @@ async fn checksum_mismatch_refuses_to_start() {
     );
     let err = start_err(&client).await;
     assert!(
-        matches!(err, ClientError::Launch(intercom::runtime::LaunchError::ChecksumMismatch { .. })),
+        matches!(
+            err,
+            ClientError::Launch(intercom::runtime::LaunchError::ChecksumMismatch { .. })
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn versioned_plugins_negotiate_the_highest_common_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let versioned = |host: &[u32]| {
+        let mut config = ClientConfig::new(HANDSHAKE, intercom::PluginSet::new())
+            .launcher(
+                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin"))
+                    .env("INTERCOM_TEST_MODE", "versioned")
+                    .current_dir(dir.path()),
+            )
+            .start_timeout(START_TIMEOUT);
+        for v in host {
+            config = config.versioned(*v, host_plugins());
+        }
+        Client::new(config)
+    };
+    // Host 1,2,4 and plugin 2,3: 2 is the only common one.
+    let client = versioned(&[1, 2, 4]);
+    client.start().await.unwrap();
+    assert_eq!(client.negotiated_version().await, Some(2));
+    client.kill().await;
+    // Host 3,4: plugin picks 3.
+    let client = versioned(&[3, 4]);
+    client.start().await.unwrap();
+    assert_eq!(client.negotiated_version().await, Some(3));
+    client.kill().await;
+    // Nothing in common: the plugin answers with its lowest (2) and the host says so.
+    let err = start_err(&versioned(&[5])).await;
+    assert!(
+        matches!(&err, ClientError::Handshake { source: HandshakeError::IncompatibleAppVersion { plugin: 2, host }, .. } if host == &vec![5]),
         "{err:?}"
     );
 }

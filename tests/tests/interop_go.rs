@@ -14,11 +14,22 @@ use tonic::{Request, Response, Status};
 const COMBOS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
 
 /// Runs a go-plugin host fixture with the Rust test plugin as its plugin.
-async fn go_host(host: &str, plugin_var: &str, args: &[&str], mux: bool, mtls: bool, dir: &Path, extra: &[(&str, &str)]) -> Output {
+async fn go_host(
+    host: &str,
+    plugin_var: &str,
+    args: &[&str],
+    mux: bool,
+    mtls: bool,
+    dir: &Path,
+    extra: &[(&str, &str)],
+) -> Output {
     let mut cmd = tokio::process::Command::new(go_fixture(host));
     cmd.args(args)
         .current_dir(dir)
-        .env(plugin_var, format!("exec {}", env!("CARGO_BIN_EXE_test-plugin")))
+        .env(
+            plugin_var,
+            format!("exec {}", env!("CARGO_BIN_EXE_test-plugin")),
+        )
         .env("INTERCOM_FIXTURE_MUX", if mux { "1" } else { "0" })
         .env("INTERCOM_FIXTURE_MTLS", if mtls { "1" } else { "0" })
         .env_remove("INTERCOM_TEST_MODE")
@@ -44,8 +55,26 @@ async fn go_kv_host_loads_rust_plugin() {
     for (mux, mtls) in COMBOS {
         let dir = tempfile::tempdir().unwrap();
         let report = [("INTERCOM_FIXTURE_REPORT_KILL", "1")];
-        go_host("kv-host", "KV_PLUGIN", &["put", "hello", "world"], mux, mtls, dir.path(), &report).await;
-        let out = go_host("kv-host", "KV_PLUGIN", &["get", "hello"], mux, mtls, dir.path(), &report).await;
+        go_host(
+            "kv-host",
+            "KV_PLUGIN",
+            &["put", "hello", "world"],
+            mux,
+            mtls,
+            dir.path(),
+            &report,
+        )
+        .await;
+        let out = go_host(
+            "kv-host",
+            "KV_PLUGIN",
+            &["get", "hello"],
+            mux,
+            mtls,
+            dir.path(),
+            &report,
+        )
+        .await;
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             "world\n\nWritten from plugin-rust-grpc\n",
@@ -55,10 +84,21 @@ async fn go_kv_host_loads_rust_plugin() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let ms: u64 = stderr
             .lines()
-            .find_map(|l| l.strip_prefix("kill took ")?.strip_suffix("ms")?.parse().ok())
+            .find_map(|l| {
+                l.strip_prefix("kill took ")?
+                    .strip_suffix("ms")?
+                    .parse()
+                    .ok()
+            })
             .unwrap_or_else(|| panic!("no kill report in {stderr}"));
-        assert!(ms < 1500, "the Rust plugin took {ms} ms to exit on Kill (mux={mux}, mtls={mtls})");
-        assert!(!stderr.contains("plugin failed to exit gracefully"), "{stderr}");
+        assert!(
+            ms < 1500,
+            "the Rust plugin took {ms} ms to exit on Kill (mux={mux}, mtls={mtls})"
+        );
+        assert!(
+            !stderr.contains("plugin failed to exit gracefully"),
+            "{stderr}"
+        );
     }
 }
 
@@ -67,10 +107,32 @@ async fn go_counter_host_calls_back_through_rust_plugin() {
     for (mux, mtls) in COMBOS {
         let dir = tempfile::tempdir().unwrap();
         for _ in 0..2 {
-            go_host("counter-host", "COUNTER_PLUGIN", &["put", "x", "1"], mux, mtls, dir.path(), &[]).await;
+            go_host(
+                "counter-host",
+                "COUNTER_PLUGIN",
+                &["put", "x", "1"],
+                mux,
+                mtls,
+                dir.path(),
+                &[],
+            )
+            .await;
         }
-        let out = go_host("counter-host", "COUNTER_PLUGIN", &["get", "x"], mux, mtls, dir.path(), &[]).await;
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2", "mux={mux} mtls={mtls}");
+        let out = go_host(
+            "counter-host",
+            "COUNTER_PLUGIN",
+            &["get", "x"],
+            mux,
+            mtls,
+            dir.path(),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "2",
+            "mux={mux} mtls={mtls}"
+        );
     }
 }
 
@@ -78,8 +140,21 @@ async fn go_counter_host_calls_back_through_rust_plugin() {
 async fn go_reverse_host_dials_rust_plugin_broker() {
     for (mux, mtls) in COMBOS {
         let dir = tempfile::tempdir().unwrap();
-        let out = go_host("reverse-host", "REVERSE_PLUGIN", &["add", "2", "3"], mux, mtls, dir.path(), &[]).await;
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5", "mux={mux} mtls={mtls}");
+        let out = go_host(
+            "reverse-host",
+            "REVERSE_PLUGIN",
+            &["add", "2", "3"],
+            mux,
+            mtls,
+            dir.path(),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "5",
+            "mux={mux} mtls={mtls}"
+        );
     }
 }
 
@@ -93,7 +168,10 @@ async fn go_host_receives_rust_plugin_stdio() {
         true,
         true,
         dir.path(),
-        &[("INTERCOM_FIXTURE_KILL_DELAY_MS", "300"), ("INTERCOM_FIXTURE_LOG", "info")],
+        &[
+            ("INTERCOM_FIXTURE_KILL_DELAY_MS", "300"),
+            ("INTERCOM_FIXTURE_LOG", "info"),
+        ],
     )
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -101,15 +179,29 @@ async fn go_host_receives_rust_plugin_stdio() {
     assert!(stdout.contains("out-1\nout-2\nout-3\n"), "stdout: {stdout}");
     assert!(stderr.contains("err-1\nerr-2\nerr-3\n"), "stderr: {stderr}");
     // Our hclog JSON lines are re-levelled by the Go host's logger.
-    assert!(stderr.lines().any(|l| l.contains("[INFO]") && l.contains("log-1")), "stderr: {stderr}");
-    assert!(stderr.lines().any(|l| l.contains("[WARN]") && l.contains("log-warn")), "stderr: {stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("[INFO]") && l.contains("log-1")),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("[WARN]") && l.contains("log-warn")),
+        "stderr: {stderr}"
+    );
 }
 
 fn go_plugin_client(name: &str, dir: &Path, mux: bool, mtls: bool) -> Client {
     Client::new(
         ClientConfig::new(HANDSHAKE, host_plugins())
             .launcher(ProcessLauncher::new(go_fixture(name)).current_dir(dir))
-            .multiplex(if mux { Multiplex::Required } else { Multiplex::Off })
+            .multiplex(if mux {
+                Multiplex::Required
+            } else {
+                Multiplex::Off
+            })
             .auto_mtls(mtls),
     )
 }
@@ -118,7 +210,10 @@ struct Sum;
 
 #[tonic::async_trait]
 impl counter::add_helper_server::AddHelper for Sum {
-    async fn sum(&self, req: Request<counter::SumRequest>) -> Result<Response<counter::SumResponse>, Status> {
+    async fn sum(
+        &self,
+        req: Request<counter::SumRequest>,
+    ) -> Result<Response<counter::SumResponse>, Status> {
         let r = req.into_inner();
         Ok(Response::new(counter::SumResponse { r: r.a + r.b }))
     }
@@ -139,16 +234,24 @@ async fn rust_host_loads_go_kv_plugin() {
         .await
         .unwrap();
         let value = kv
-            .get(kv::GetRequest { key: "hello".into() })
+            .get(kv::GetRequest {
+                key: "hello".into(),
+            })
             .await
             .unwrap()
             .into_inner()
             .value;
-        assert_eq!(value, b"world\n\nWritten from plugin-go-grpc", "mux={mux} mtls={mtls}");
+        assert_eq!(
+            value, b"world\n\nWritten from plugin-go-grpc",
+            "mux={mux} mtls={mtls}"
+        );
         let pid: u32 = client.id().unwrap().parse().unwrap();
         let started = Instant::now();
         client.kill().await;
-        assert!(started.elapsed() < Duration::from_millis(1500), "Go plugin did not exit gracefully");
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "Go plugin did not exit gracefully"
+        );
         assert!(!pid_running(pid));
     }
 }
@@ -159,12 +262,18 @@ async fn rust_host_serves_callback_to_go_counter_plugin() {
         let dir = tempfile::tempdir().unwrap();
         let client = go_plugin_client("counter-plugin", dir.path(), mux, mtls);
         let protocol = client.client().await.unwrap();
-        let mut counter: counter::counter_client::CounterClient<Channel> = protocol.dispense("counter").unwrap();
+        let mut counter: counter::counter_client::CounterClient<Channel> =
+            protocol.dispense("counter").unwrap();
         for _ in 0..2 {
             let id = protocol.broker().next_id();
             let server = protocol
                 .broker()
-                .accept_and_serve(id, tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(Sum)))
+                .accept_and_serve(
+                    id,
+                    tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(
+                        Sum,
+                    )),
+                )
                 .unwrap();
             counter
                 .put(counter::PutRequest {
@@ -176,7 +285,12 @@ async fn rust_host_serves_callback_to_go_counter_plugin() {
                 .unwrap_or_else(|e| panic!("put (mux={mux} mtls={mtls}): {e}"));
             server.stop();
         }
-        let v = counter.get(counter::GetRequest { key: "x".into() }).await.unwrap().into_inner().value;
+        let v = counter
+            .get(counter::GetRequest { key: "x".into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .value;
         assert_eq!(v, 2, "mux={mux} mtls={mtls}");
         client.kill().await;
     }
@@ -188,8 +302,14 @@ async fn rust_host_dials_go_plugin_broker() {
         let dir = tempfile::tempdir().unwrap();
         let client = go_plugin_client("reverse-plugin", dir.path(), mux, mtls);
         let protocol = client.client().await.unwrap();
-        let mut spawner: reverse::spawner_client::SpawnerClient<Channel> = protocol.dispense("reverse").unwrap();
-        let id = spawner.spawn(reverse::SpawnRequest {}).await.unwrap().into_inner().broker_id;
+        let mut spawner: reverse::spawner_client::SpawnerClient<Channel> =
+            protocol.dispense("reverse").unwrap();
+        let id = spawner
+            .spawn(reverse::SpawnRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .broker_id;
         let channel = protocol
             .broker()
             .dial(id)
@@ -210,8 +330,11 @@ async fn rust_host_dials_go_plugin_broker() {
 async fn go_plugin_rejects_wrong_cookie_and_version() {
     let dir = tempfile::tempdir().unwrap();
     let wrong_cookie = Client::new(
-        ClientConfig::new(HandshakeConfig::new(1, "BASIC_PLUGIN", "nope"), host_plugins())
-            .launcher(ProcessLauncher::new(go_fixture("kv-plugin")).current_dir(dir.path())),
+        ClientConfig::new(
+            HandshakeConfig::new(1, "BASIC_PLUGIN", "nope"),
+            host_plugins(),
+        )
+        .launcher(ProcessLauncher::new(go_fixture("kv-plugin")).current_dir(dir.path())),
     );
     match wrong_cookie.start().await {
         Err(ClientError::ExitedBeforeHandshake { status, stderr, .. }) => {
@@ -221,8 +344,11 @@ async fn go_plugin_rejects_wrong_cookie_and_version() {
         other => panic!("unexpected: {other:?}"),
     }
     let wrong_version = Client::new(
-        ClientConfig::new(HandshakeConfig::new(2, "BASIC_PLUGIN", "hello"), host_plugins())
-            .launcher(ProcessLauncher::new(go_fixture("kv-plugin")).current_dir(dir.path())),
+        ClientConfig::new(
+            HandshakeConfig::new(2, "BASIC_PLUGIN", "hello"),
+            host_plugins(),
+        )
+        .launcher(ProcessLauncher::new(go_fixture("kv-plugin")).current_dir(dir.path())),
     );
     match wrong_version.start().await {
         Err(ClientError::Handshake {

@@ -11,7 +11,11 @@ use intercom_tests::{HANDSHAKE, host_plugins, kv, pid_running, python, python_kv
 fn python_client(dir: &std::path::Path, multiplex: Multiplex) -> Client {
     Client::new(
         ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(ProcessLauncher::new(python()).arg(python_kv_plugin()).current_dir(dir))
+            .launcher(
+                ProcessLauncher::new(python())
+                    .arg(python_kv_plugin())
+                    .current_dir(dir),
+            )
             .multiplex(multiplex)
             .kill_timeout(Duration::from_millis(500)),
     )
@@ -33,7 +37,9 @@ async fn rust_host_loads_python_plugin() {
     .await
     .unwrap();
     let value = kv
-        .get(kv::GetRequest { key: "hello".into() })
+        .get(kv::GetRequest {
+            key: "hello".into(),
+        })
         .await
         .unwrap()
         .into_inner()

@@ -34,13 +34,19 @@ async fn wait_gone(pid: u32, within: Duration) -> bool {
 #[tokio::test]
 async fn ping_dispense_call_and_graceful_kill() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::new(ClientConfig::new(HANDSHAKE, host_plugins()).launcher(launcher("", dir.path())));
+    let client = Client::new(
+        ClientConfig::new(HANDSHAKE, host_plugins()).launcher(launcher("", dir.path())),
+    );
     let protocol = client.client().await.unwrap();
     protocol.ping().await.unwrap();
     assert_eq!(client.negotiated_version().await, Some(1));
-    assert!(protocol.broker().is_multiplexed(), "multiplexing is negotiated by default");
+    assert!(
+        protocol.broker().is_multiplexed(),
+        "multiplexing is negotiated by default"
+    );
 
-    let mut kv: kv::kv_client::KvClient<intercom::tonic::transport::Channel> = protocol.dispense("kv_grpc").unwrap();
+    let mut kv: kv::kv_client::KvClient<intercom::tonic::transport::Channel> =
+        protocol.dispense("kv_grpc").unwrap();
     kv.put(kv::PutRequest {
         key: "a".into(),
         value: b"1".to_vec(),
@@ -48,18 +54,32 @@ async fn ping_dispense_call_and_graceful_kill() {
     .await
     .unwrap();
     let got = kv.get(kv::GetRequest { key: "a".into() }).await.unwrap();
-    assert!(got.into_inner().value.starts_with(b"1\n\nWritten from plugin-rust-grpc"));
+    assert!(
+        got.into_inner()
+            .value
+            .starts_with(b"1\n\nWritten from plugin-rust-grpc")
+    );
 
     let pid = pid_of(&client);
     assert!(pid_running(pid));
     let started = Instant::now();
     client.kill().await;
     // Graceful: well inside the 2 s grace period, so it was not SIGKILLed.
-    assert!(started.elapsed() < Duration::from_millis(1500), "kill took {:?}", started.elapsed());
-    assert!(wait_gone(pid, Duration::from_secs(1)).await, "pid {pid} still running");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "kill took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        wait_gone(pid, Duration::from_secs(1)).await,
+        "pid {pid} still running"
+    );
     assert!(client.exited());
     client.kill().await; // twice is fine
-    assert!(matches!(client.client().await, Err(ClientError::Killed { .. })));
+    assert!(matches!(
+        client.client().await,
+        Err(ClientError::Killed { .. })
+    ));
 }
 
 #[tokio::test]
@@ -75,18 +95,29 @@ async fn kill_forces_a_plugin_that_ignores_shutdown() {
     let started = Instant::now();
     client.kill().await;
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(500), "did not wait for a graceful exit: {took:?}");
+    assert!(
+        took >= Duration::from_millis(500),
+        "did not wait for a graceful exit: {took:?}"
+    );
     assert!(took < Duration::from_secs(3), "forced kill took {took:?}");
-    assert!(wait_gone(pid, Duration::from_secs(1)).await, "pid {pid} survived a forced kill");
+    assert!(
+        wait_gone(pid, Duration::from_secs(1)).await,
+        "pid {pid} survived a forced kill"
+    );
 }
 
 #[tokio::test]
 async fn dispense_of_unknown_name_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::new(ClientConfig::new(HANDSHAKE, host_plugins()).launcher(launcher("", dir.path())));
+    let client = Client::new(
+        ClientConfig::new(HANDSHAKE, host_plugins()).launcher(launcher("", dir.path())),
+    );
     let protocol = client.client().await.unwrap();
     let err = protocol.dispense::<()>("nope").unwrap_err();
-    assert!(matches!(&err, ClientError::UnknownPlugin { name, available } if name == "nope" && available.contains(&"kv_grpc".to_string())), "{err:?}");
+    assert!(
+        matches!(&err, ClientError::UnknownPlugin { name, available } if name == "nope" && available.contains(&"kv_grpc".to_string())),
+        "{err:?}"
+    );
     let err = protocol.dispense::<String>("kv_grpc").unwrap_err();
     assert!(matches!(err, ClientError::DispenseType { .. }), "{err:?}");
     client.kill().await;
@@ -95,8 +126,11 @@ async fn dispense_of_unknown_name_errors() {
 #[tokio::test]
 async fn crash_mid_call_errors_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::new(ClientConfig::new(HANDSHAKE, host_plugins()).launcher(launcher("", dir.path())));
-    let mut kv: kv::kv_client::KvClient<intercom::tonic::transport::Channel> = client.client().await.unwrap().dispense("kv_grpc").unwrap();
+    let client = Client::new(
+        ClientConfig::new(HANDSHAKE, host_plugins()).launcher(launcher("", dir.path())),
+    );
+    let mut kv: kv::kv_client::KvClient<intercom::tonic::transport::Channel> =
+        client.client().await.unwrap().dispense("kv_grpc").unwrap();
     let started = Instant::now();
     let res = tokio::time::timeout(
         Duration::from_secs(5),
@@ -107,7 +141,11 @@ async fn crash_mid_call_errors_within_a_second() {
     .await
     .expect("the call must not hang");
     assert!(res.is_err(), "a crashed plugin cannot answer");
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
     let deadline = Instant::now() + Duration::from_secs(2);
     while !client.exited() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -130,13 +168,17 @@ async fn reattach_to_a_running_plugin() {
             .multiplex(Multiplex::Off),
     );
     first.start().await.unwrap();
-    let re = first.reattach_config().await.expect("classic, plaintext: reattachable");
+    let re = first
+        .reattach_config()
+        .await
+        .expect("classic, plaintext: reattachable");
     let pid = re.pid.expect("pid");
 
     let second = Client::new(ClientConfig::new(HANDSHAKE, host_plugins()).reattach(re.clone()));
     let protocol = second.client().await.unwrap();
     protocol.ping().await.unwrap();
-    let mut kv: kv::kv_client::KvClient<intercom::tonic::transport::Channel> = protocol.dispense("kv_grpc").unwrap();
+    let mut kv: kv::kv_client::KvClient<intercom::tonic::transport::Channel> =
+        protocol.dispense("kv_grpc").unwrap();
     kv.put(kv::PutRequest {
         key: "r".into(),
         value: b"x".to_vec(),
@@ -151,7 +193,10 @@ async fn reattach_to_a_running_plugin() {
 
     // Reattaching to a pid that is gone is a clear error.
     let gone = Client::new(ClientConfig::new(HANDSHAKE, host_plugins()).reattach(re));
-    assert!(matches!(gone.start().await, Err(ClientError::ReattachNotFound { .. })));
+    assert!(matches!(
+        gone.start().await,
+        Err(ClientError::ReattachNotFound { .. })
+    ));
     let _ = ReattachConfig::new(1, intercom::handshake::Network::Unix, "/x");
 }
 
@@ -180,9 +225,14 @@ async fn cleanup_clients_kills_managed_clients() {
 #[tokio::test]
 async fn dropping_a_client_kills_its_plugin() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::new(ClientConfig::new(HANDSHAKE, host_plugins()).launcher(launcher("", dir.path())));
+    let client = Client::new(
+        ClientConfig::new(HANDSHAKE, host_plugins()).launcher(launcher("", dir.path())),
+    );
     client.start().await.unwrap();
     let pid = pid_of(&client);
     drop(client);
-    assert!(wait_gone(pid, Duration::from_secs(3)).await, "pid {pid} outlived its Client");
+    assert!(
+        wait_gone(pid, Duration::from_secs(3)).await,
+        "pid {pid} outlived its Client"
+    );
 }

@@ -12,7 +12,9 @@ async fn a_connection_without_the_right_certificate_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::new(
         ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()))
+            .launcher(
+                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()),
+            )
             // Classic, so the plugin's listener keeps accepting connections to try.
             .multiplex(Multiplex::Off),
     );
@@ -21,14 +23,21 @@ async fn a_connection_without_the_right_certificate_is_refused() {
     let (network, address) = protocol.address();
     assert_eq!(network, Network::Unix);
     let address = address.to_string();
-    let plugin_cert = protocol.plugin_certificate().expect("AutoMTLS is on by default").to_vec();
+    let plugin_cert = protocol
+        .plugin_certificate()
+        .expect("AutoMTLS is on by default")
+        .to_vec();
 
     // 1. Plaintext gRPC to the plugin's socket: refused.
     let addr = address.clone();
     let plaintext = tonic::transport::Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_: http::Uri| {
             let addr = addr.clone();
-            async move { tokio::net::UnixStream::connect(addr).await.map(TokioIo::new) }
+            async move {
+                tokio::net::UnixStream::connect(addr)
+                    .await
+                    .map(TokioIo::new)
+            }
         }))
         .await;
     if let Ok(channel) = plaintext {
@@ -56,7 +65,10 @@ async fn a_connection_without_the_right_certificate_is_refused() {
         .await;
     if let Ok(channel) = rogue_conn {
         let res = tonic_health_check(channel).await;
-        assert!(res.is_err(), "a client with an unrelated certificate must be refused");
+        assert!(
+            res.is_err(),
+            "a client with an unrelated certificate must be refused"
+        );
     }
 
     // 3. The host that launched it still works.
@@ -64,7 +76,9 @@ async fn a_connection_without_the_right_certificate_is_refused() {
     client.kill().await;
 }
 
-async fn tonic_health_check(channel: intercom::tonic::transport::Channel) -> Result<(), tonic::Status> {
+async fn tonic_health_check(
+    channel: intercom::tonic::transport::Channel,
+) -> Result<(), tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await

@@ -10,8 +10,8 @@ use intercom::tonic::transport::Channel;
 use intercom::{Client, ClientConfig};
 use intercom_tests::{HANDSHAKE, host_plugins, kv};
 use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
 
 #[derive(Debug, Clone)]
 struct Event {
@@ -67,7 +67,8 @@ fn events() -> Arc<Mutex<Vec<Event>>> {
         .get_or_init(|| {
             let events = Arc::new(Mutex::new(Vec::new()));
             let subscriber = tracing_subscriber::registry().with(Recorder(events.clone()));
-            tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test binary");
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("one subscriber per test binary");
             events
         })
         .clone()
@@ -83,14 +84,24 @@ impl Sink {
 }
 
 impl tokio::io::AsyncWrite for Sink {
-    fn poll_write(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>, buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
         self.0.lock().unwrap().extend_from_slice(buf);
         std::task::Poll::Ready(Ok(buf.len()))
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
         std::task::Poll::Ready(Ok(()))
     }
 }
@@ -110,13 +121,16 @@ async fn stdio_and_logs_arrive_in_order() {
     let (stdout, stderr, raw) = (Sink::default(), Sink::default(), Sink::default());
     let client = Client::new(
         ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()))
+            .launcher(
+                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()),
+            )
             .name("stdio-test")
             .sync_stdout(stdout.clone())
             .sync_stderr(stderr.clone())
             .stderr(raw.clone()),
     );
-    let mut kv: kv::kv_client::KvClient<Channel> = client.client().await.unwrap().dispense("kv_grpc").unwrap();
+    let mut kv: kv::kv_client::KvClient<Channel> =
+        client.client().await.unwrap().dispense("kv_grpc").unwrap();
     kv.put(kv::PutRequest {
         key: "stdio".into(),
         value: b"v".to_vec(),
@@ -138,7 +152,10 @@ async fn stdio_and_logs_arrive_in_order() {
             .cloned()
             .collect()
     };
-    eventually("plugin logs in the host's tracing", || ours().iter().any(|e| e.message == "log-warn")).await;
+    eventually("plugin logs in the host's tracing", || {
+        ours().iter().any(|e| e.message == "log-warn")
+    })
+    .await;
     let logs: Vec<(tracing::Level, String)> = ours()
         .into_iter()
         .filter(|e| e.message.starts_with("log-"))
@@ -154,7 +171,13 @@ async fn stdio_and_logs_arrive_in_order() {
         ]
     );
     // The raw stderr copy holds the hclog JSON lines verbatim.
-    assert!(raw.text().lines().any(|l| l.starts_with('{') && l.contains("\"@message\":\"log-warn\"")), "{}", raw.text());
+    assert!(
+        raw.text()
+            .lines()
+            .any(|l| l.starts_with('{') && l.contains("\"@message\":\"log-warn\"")),
+        "{}",
+        raw.text()
+    );
     // Nothing the plugin printed on fd 1/2 leaked into its log stream.
     assert!(!raw.text().contains("out-1") && !raw.text().contains("err-1"));
     client.kill().await;

@@ -57,7 +57,11 @@ impl<T: Kv + Clone> GrpcPlugin for KvPlugin<T> {
         Ok(())
     }
 
-    fn client(&self, _: &GrpcBroker, channel: Channel) -> Result<Box<dyn Any + Send + Sync>, BoxError> {
+    fn client(
+        &self,
+        _: &GrpcBroker,
+        channel: Channel,
+    ) -> Result<Box<dyn Any + Send + Sync>, BoxError> {
         Ok(Box::new(KvClient::new(channel)))
     }
 }

@@ -27,17 +27,27 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let command = std::env::var("KV_PLUGIN")
-        .map_err(|_| "set KV_PLUGIN to the command that starts the plugin, e.g. ./target/debug/kv-plugin")?;
+    let command = std::env::var("KV_PLUGIN").map_err(
+        |_| "set KV_PLUGIN to the command that starts the plugin, e.g. ./target/debug/kv-plugin",
+    )?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, PluginSet::new().with(PLUGIN_NAME, KvPlugin::client()))
-            .launcher(ProcessLauncher::shell(command))
-            .name("kv"),
+        ClientConfig::new(
+            HANDSHAKE,
+            PluginSet::new().with(PLUGIN_NAME, KvPlugin::client()),
+        )
+        .launcher(ProcessLauncher::shell(command))
+        .name("kv"),
     );
     let result = async {
-        let mut kv: KvClient<intercom::tonic::transport::Channel> = client.client().await?.dispense(PLUGIN_NAME)?;
-        match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        let mut kv: KvClient<intercom::tonic::transport::Channel> =
+            client.client().await?.dispense(PLUGIN_NAME)?;
+        match args
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
             ["get", key] => {
                 let resp = kv
                     .get(proto::GetRequest {

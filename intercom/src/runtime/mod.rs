@@ -41,7 +41,9 @@ pub struct Launched {
 
 impl fmt::Debug for Launched {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Launched").field("handle", &self.handle).finish_non_exhaustive()
+        f.debug_struct("Launched")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,13 +113,17 @@ pub enum LaunchError {
         source: io::Error,
     },
     /// `SecureConfig` has no checksum.
-    #[error("no checksum provided in SecureConfig: set `checksum` to the plugin binary's expected digest")]
+    #[error(
+        "no checksum provided in SecureConfig: set `checksum` to the plugin binary's expected digest"
+    )]
     MissingChecksum,
     /// `SecureConfig` has no hash algorithm.
     #[error("no hash implementation provided in SecureConfig: set `hash` (e.g. Hash::Sha256)")]
     MissingHash,
     /// The binary on disk is not the expected one.
-    #[error("checksums did not match for plugin binary {path}: expected {expected}, found {actual}; the binary was changed or the configured checksum is stale")]
+    #[error(
+        "checksums did not match for plugin binary {path}: expected {expected}, found {actual}; the binary was changed or the configured checksum is stale"
+    )]
     ChecksumMismatch {
         /// The binary.
         path: String,

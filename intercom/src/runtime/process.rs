@@ -347,7 +347,10 @@ mod tests {
             checksum: Some(vec![1; 32]),
             hash: None,
         };
-        assert!(matches!(no_hash.verify(&exe), Err(LaunchError::MissingHash)));
+        assert!(matches!(
+            no_hash.verify(&exe),
+            Err(LaunchError::MissingHash)
+        ));
         assert!(matches!(
             SecureConfig::sha256(vec![0; 32]).verify(&exe),
             Err(LaunchError::ChecksumMismatch { .. })
@@ -363,7 +366,11 @@ mod tests {
         let mut launched = launcher.launch(vec![]).await.unwrap();
         let mut buf = [0u8; 32];
         let n = launched.stdout.read(&mut buf).await.unwrap();
-        let grandchild: i32 = std::str::from_utf8(&buf[..n]).unwrap().trim().parse().unwrap();
+        let grandchild: i32 = std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         let leader: i32 = launched.handle.id().parse().unwrap();
         launched.handle.kill().await.unwrap();
         assert!(launched.handle.exited());
@@ -377,7 +384,11 @@ mod tests {
 
     #[tokio::test]
     async fn drop_kills_the_process() {
-        let launched = ProcessLauncher::new("sleep").arg("30").launch(vec![]).await.unwrap();
+        let launched = ProcessLauncher::new("sleep")
+            .arg("30")
+            .launch(vec![])
+            .await
+            .unwrap();
         let pid: i32 = launched.handle.id().parse().unwrap();
         drop(launched);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -392,7 +403,11 @@ mod tests {
 
     fn is_zombie(pid: i32) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+            })
             .unwrap_or(true)
     }
 }

@@ -9,6 +9,7 @@
 //! | `silent` | never prints anything |
 //! | `version7` | only speaks app protocol version 7 |
 //! | `linger` | ignores the shutdown request (keeps running after serving ends) |
+//! | `versioned` | serves KV at app versions 2 and 3 only (go-plugin's `VersionedPlugins`) |
 //!
 //! KV keys with special meaning: `get crash` aborts the process mid-call; `put stdio`
 //! writes numbered lines to stdout and stderr and logs through `tracing`.
@@ -77,7 +78,10 @@ impl counter::counter_server::Counter for Counter {
         }))
     }
 
-    async fn put(&self, req: Request<counter::PutRequest>) -> Result<Response<counter::Empty>, Status> {
+    async fn put(
+        &self,
+        req: Request<counter::PutRequest>,
+    ) -> Result<Response<counter::Empty>, Status> {
         let counter::PutRequest {
             add_server,
             key,
@@ -110,7 +114,10 @@ struct Adder;
 
 #[tonic::async_trait]
 impl reverse::adder_server::Adder for Adder {
-    async fn add(&self, req: Request<reverse::AddRequest>) -> Result<Response<reverse::AddResponse>, Status> {
+    async fn add(
+        &self,
+        req: Request<reverse::AddRequest>,
+    ) -> Result<Response<reverse::AddResponse>, Status> {
         let r = req.into_inner();
         Ok(Response::new(reverse::AddResponse { r: r.a + r.b }))
     }
@@ -152,6 +159,20 @@ async fn main() -> Result<(), intercom::ServeError> {
         }
         "version7" => handshake = HandshakeConfig::new(7, "BASIC_PLUGIN", "hello"),
         _ => {}
+    }
+    if mode == "versioned" {
+        let kv_set = || {
+            intercom::PluginSet::new().with(
+                "kv_grpc",
+                Glue::server(|_, routes| {
+                    routes.add_service(kv::kv_server::KvServer::new(Kv));
+                }),
+            )
+        };
+        let config = ServeConfig::new(handshake)
+            .versioned(2, kv_set())
+            .versioned(3, kv_set());
+        return intercom::serve(config).await;
     }
     let config = ServeConfig::new(handshake)
         .plugin(

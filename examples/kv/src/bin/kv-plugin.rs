@@ -10,7 +10,10 @@ struct FileKv;
 
 #[intercom::tonic::async_trait]
 impl Kv for FileKv {
-    async fn get(&self, req: Request<proto::GetRequest>) -> Result<Response<proto::GetResponse>, Status> {
+    async fn get(
+        &self,
+        req: Request<proto::GetRequest>,
+    ) -> Result<Response<proto::GetResponse>, Status> {
         let key = req.into_inner().key;
         let value = tokio::fs::read(format!("kv_{key}"))
             .await
