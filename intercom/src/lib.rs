@@ -1,4 +1,4 @@
-//! intercom: out-of-process plugins over gRPC.
+#![doc = include_str!("../../README.md")]
 #![warn(
     missing_docs,
     missing_debug_implementations,

@@ -401,6 +401,33 @@ mod tests {
         panic!("pid {pid} still exists after drop");
     }
 
+    #[tokio::test]
+    async fn environment_is_inherited_unless_skipped() {
+        let script = "echo ${INTERCOM_PROBE:-unset} ${SDK_VAR:-unset}";
+        let read = |launcher: ProcessLauncher| async move {
+            let mut launched = launcher
+                .launch(vec![("SDK_VAR".into(), "sdk".into())])
+                .await
+                .unwrap();
+            let mut out = String::new();
+            launched.stdout.read_to_string(&mut out).await.unwrap();
+            out.trim().to_string()
+        };
+        let with_env = ProcessLauncher::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env("INTERCOM_PROBE", "set");
+        assert_eq!(read(with_env.clone()).await, "set sdk");
+        // skip_host_env drops the host's variables but keeps the launcher's own and the SDK's.
+        let skipped = with_env.skip_host_env(true);
+        assert_eq!(read(skipped).await, "set sdk");
+        // cargo sets CARGO_PKG_NAME in the test process's environment.
+        let probe = "echo ${CARGO_PKG_NAME:-none}";
+        let inherit = ProcessLauncher::new("/bin/sh").arg("-c").arg(probe);
+        assert_eq!(read(inherit.clone()).await, "intercom");
+        assert_eq!(read(inherit.skip_host_env(true)).await, "none");
+    }
+
     fn is_zombie(pid: i32) -> bool {
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| {
