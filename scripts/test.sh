@@ -1,13 +1,34 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls this).
 #
-# Sets up what the tests need, idempotently and cached: the Go go-plugin interop fixtures
-# (built from the Go module proxy into target/go-fixtures) and the Python grpcio venv
-# (.deps/python). A missing toolchain fails the run; nothing is skipped.
+# 1. Sets up what the tests need, idempotently and cached: the go-plugin interop fixtures
+#    (built from the Go module proxy into target/go-fixtures), the Python grpcio venv
+#    (.deps/python), and the Kubernetes control-plane binaries for intercom-envtest
+#    (etcd, kube-apiserver, kube-controller-manager; ~/.cache/intercom-envtest).
+#    A missing toolchain fails the run; nothing is skipped.
+# 2. Builds every test target (this step may download crates).
+# 3. Runs the tests inside a private network namespace of their own, where the envtest
+#    kubelet's pod range (10.213.0.0/16) is routed to `lo`, so EndpointSlices accept pod
+#    IPs and no test traffic can leave the machine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/build-go-fixtures.sh >/dev/null
 scripts/setup-python.sh >/dev/null
+intercom-envtest/build-control-plane.sh >/dev/null
 
-cargo test --workspace --locked --no-fail-fast "$@"
+for tool in unshare ip; do
+    command -v "$tool" >/dev/null 2>&1 || {
+        echo "test.sh: '$tool' is missing (Debian: apt-get install -y util-linux iproute2)" >&2
+        exit 1
+    }
+done
+
+cargo test --workspace --locked --no-run "$@" >/dev/null 2>&1 || cargo test --workspace --locked --no-run "$@"
+
+export INTERCOM_ENVTEST_POD_CIDR=10.213.0.0/16
+exec unshare --user --map-root-user --net -- sh -c '
+    ip link set lo up &&
+    ip route add local "$INTERCOM_ENVTEST_POD_CIDR" dev lo &&
+    exec cargo test --workspace --locked --offline --no-fail-fast "$@"
+' sh "$@"

@@ -8,6 +8,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("kv", "kv.proto", "../examples/kv/proto"),
         ("counter", "counter.proto", "fixtures/proto"),
         ("reverse", "reverse.proto", "fixtures/proto"),
+        // The `.proto` text `#[intercom::plugin]` generates (tests/macro_proto.rs), compiled
+        // as a plugin in another language would be.
+        ("macro_interop", "macro_interop.proto", "fixtures/proto"),
     ] {
         let dir = out.join(dir);
         std::fs::create_dir_all(&dir)?;

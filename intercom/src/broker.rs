@@ -32,6 +32,10 @@ use crate::transport::{self, Io, ListenConfig, Listener, TlsPair};
 /// How long a dialer waits for the peer's `ConnInfo` or knock ack (go-plugin: 5 s).
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The notice a plugin sends (as broker id 0) on the stream of a host connection a newer
+/// one replaces. Go hosts drop it like any message for an id nobody dials.
+const REPLACED: &str = "intercom: replaced by a newer host connection";
+
 /// How long a knock for an id nobody accepts yet waits for `accept` before it is refused.
 const KNOCK_GRACE: Duration = Duration::from_secs(2);
 
@@ -119,12 +123,38 @@ pub(crate) enum Side {
     Plugin,
 }
 
+/// The current yamux session of a multiplexed connection; the plugin replaces it when a
+/// host reconnects.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MuxSlot(Arc<Mutex<Option<Mux>>>);
+
+impl MuxSlot {
+    pub(crate) fn with(mux: Mux) -> Self {
+        Self(Arc::new(Mutex::new(Some(mux))))
+    }
+
+    /// Installs `mux`, returning the session it replaces.
+    pub(crate) fn replace(&self, mux: Mux) -> Option<Mux> {
+        lock(&self.0).replace(mux)
+    }
+
+    pub(crate) fn get(&self) -> Option<Mux> {
+        lock(&self.0).clone()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) enum Mode {
     Classic(ListenConfig),
     /// The session is set once the plugin has accepted the host's socket (services are
     /// registered, with the broker, before that).
-    Mux(Arc<std::sync::OnceLock<Mux>>),
+    Mux(MuxSlot),
+}
+
+/// One broker stream with one peer process (one side of one plugin connection).
+#[derive(Clone)]
+pub(crate) struct Session {
+    inner: Arc<Inner>,
 }
 
 /// Extra connections between host and plugin; cheap to clone.
@@ -134,32 +164,299 @@ pub(crate) enum Mode {
 /// [`accept_and_serve`](Self::accept_and_serve), sends `id` inside a request, and the
 /// other side calls [`dial`](Self::dial)`(id)` to get a channel to that service.
 #[derive(Clone)]
-pub struct GrpcBroker {
-    inner: Arc<Inner>,
+pub struct GrpcBroker(Kind);
+
+#[derive(Clone)]
+enum Kind {
+    /// One plugin process.
+    One(Session),
+    /// Several replicas of one plugin (Kubernetes): accepts register on every replica's
+    /// session, dials try them all.
+    Group(Arc<Group>),
 }
 
 impl fmt::Debug for GrpcBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Kind::One(s) => s.fmt(f),
+            Kind::Group(g) => f
+                .debug_struct("GrpcBroker")
+                .field("replicas", &lock(&g.legs).len())
+                .field("closed", &g.closed.is_cancelled())
+                .finish(),
+        }
+    }
+}
+
+impl From<Session> for GrpcBroker {
+    fn from(session: Session) -> Self {
+        Self(Kind::One(session))
+    }
+}
+
+impl GrpcBroker {
+    /// A broker over several replicas' sessions (legs are added as replicas connect).
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+    pub(crate) fn group() -> (Self, Arc<Group>) {
+        let group = Arc::new(Group {
+            next_id: AtomicU32::new(0),
+            legs: Mutex::new(Vec::new()),
+            accepting: Mutex::new(HashMap::new()),
+            closed: CancellationToken::new(),
+        });
+        (Self(Kind::Group(group.clone())), group)
+    }
+
+    /// A fresh id, unique on this side (the first is 1; the two sides count separately).
+    pub fn next_id(&self) -> u32 {
+        match &self.0 {
+            Kind::One(s) => s.next_id(),
+            Kind::Group(g) => g.next_id.fetch_add(1, Ordering::SeqCst) + 1,
+        }
+    }
+
+    /// Whether brokered connections ride the main connection (multiplexed mode).
+    pub fn is_multiplexed(&self) -> bool {
+        match &self.0 {
+            Kind::One(s) => s.is_multiplexed(),
+            Kind::Group(_) => true,
+        }
+    }
+
+    /// Starts accepting connections for `id`; the returned listener yields them
+    /// (already through TLS when AutoMTLS is on). Registration is immediate, so the id can
+    /// be sent to the peer as soon as this returns.
+    ///
+    /// # Errors
+    /// [`BrokerError::Closed`], [`BrokerError::AlreadyAccepting`], or (classic mode) a
+    /// failure to bind the per-id listener.
+    pub fn accept(&self, id: u32) -> Result<BrokerListener, BrokerError> {
+        match &self.0 {
+            Kind::One(s) => s.accept(id),
+            Kind::Group(g) => g.accept(id),
+        }
+    }
+
+    /// Serves `routes` on `id` in a background task until the returned handle is dropped
+    /// or stopped, or the broker closes. Registration is immediate (see [`accept`](Self::accept)).
+    ///
+    /// ```no_run
+    /// # async fn f(broker: intercom::GrpcBroker, routes: intercom::tonic::service::Routes) -> Result<(), intercom::BrokerError> {
+    /// let id = broker.next_id();
+    /// let server = broker.accept_and_serve(id, routes)?;
+    /// // ... send `id` to the peer in a request and wait for the reply ...
+    /// server.stop();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept).
+    pub fn accept_and_serve(
+        &self,
+        id: u32,
+        routes: tonic::service::Routes,
+    ) -> Result<BrokerServer, BrokerError> {
+        let listener = self.accept(id)?;
+        let closed = self.closed_token();
+        let task = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(listener, closed.cancelled_owned())
+                .await
+                .map_err(|source| BrokerError::Serve { id, source })
+        });
+        Ok(BrokerServer {
+            id,
+            task: Some(task),
+        })
+    }
+
+    /// Connects to the service the peer serves on `id`.
+    ///
+    /// Waits up to [`BROKER_TIMEOUT`] for the peer to announce `id` (classic) or to
+    /// acknowledge the knock (multiplexed). The channel re-dials the same way if the
+    /// connection drops.
+    ///
+    /// # Errors
+    /// [`BrokerError::Timeout`], [`BrokerError::KnockRefused`], [`BrokerError::Closed`],
+    /// or [`BrokerError::Dial`].
+    pub async fn dial(&self, id: u32) -> Result<Channel, BrokerError> {
+        if self.is_closed() {
+            return Err(BrokerError::Closed);
+        }
+        let first = match self.dial_io(id).await {
+            Ok(io) => io,
+            Err(DialIoError::Broker(e)) => return Err(e),
+            Err(DialIoError::Io(source)) => return Err(BrokerError::Connect { id, source }),
+        };
+        let first = Arc::new(Mutex::new(Some(first)));
+        let broker = self.clone();
+        let connector = tower::service_fn(move |_: http::Uri| {
+            let first = lock(&first).take();
+            let broker = broker.clone();
+            async move {
+                match first {
+                    Some(io) => Ok(TokioIo::new(io)),
+                    None => broker.dial_io(id).await.map(TokioIo::new),
+                }
+            }
+        });
+        endpoint()
+            .connect_with_connector(connector)
+            .await
+            .map_err(|source| BrokerError::Dial { id, source })
+    }
+
+    /// Closes the broker: pending and future accepts and dials fail, brokered servers stop.
+    pub fn close(&self) {
+        match &self.0 {
+            Kind::One(s) => s.close(),
+            Kind::Group(g) => {
+                g.closed.cancel();
+                for leg in lock(&g.legs).drain(..) {
+                    leg.1.close();
+                }
+            }
+        }
+    }
+
+    /// Whether [`close`](Self::close) was called or the connection ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed_token().is_cancelled()
+    }
+
+    pub(crate) fn closed_token(&self) -> CancellationToken {
+        match &self.0 {
+            Kind::One(s) => s.closed_token(),
+            Kind::Group(g) => g.closed.clone(),
+        }
+    }
+
+    async fn dial_io(&self, id: u32) -> Result<Io, DialIoError> {
+        match &self.0 {
+            Kind::One(s) => s.dial_io(id).await,
+            Kind::Group(g) => g.dial_io(id).await,
+        }
+    }
+}
+
+/// The broker of a plugin with several replicas: one session per replica.
+pub(crate) struct Group {
+    next_id: AtomicU32,
+    /// (replica name, its session).
+    legs: Mutex<Vec<(String, Session)>>,
+    /// Ids being accepted, and where their connections go.
+    accepting: Mutex<HashMap<u32, mpsc::Sender<std::io::Result<Io>>>>,
+    closed: CancellationToken,
+}
+
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+impl Group {
+    /// Adds a replica's session; it starts accepting every id already accepted.
+    pub(crate) fn add(self: &Arc<Self>, name: String, session: Session) {
+        let accepting: Vec<(u32, mpsc::Sender<std::io::Result<Io>>)> = lock(&self.accepting)
+            .iter()
+            .map(|(id, tx)| (*id, tx.clone()))
+            .collect();
+        for (id, tx) in accepting {
+            if let Ok(listener) = session.accept(id) {
+                tokio::spawn(forward(listener, tx));
+            }
+        }
+        lock(&self.legs).push((name, session));
+    }
+
+    /// Removes a replica's session (its pod is gone).
+    pub(crate) fn remove(&self, name: &str) {
+        lock(&self.legs).retain(|(n, s)| {
+            if n == name {
+                s.close();
+            }
+            n != name
+        });
+    }
+
+    fn accept(self: &Arc<Self>, id: u32) -> Result<BrokerListener, BrokerError> {
+        if self.closed.is_cancelled() {
+            return Err(BrokerError::Closed);
+        }
+        let (tx, rx) = mpsc::channel(8);
+        {
+            let mut accepting = lock(&self.accepting);
+            if accepting.contains_key(&id) {
+                return Err(BrokerError::AlreadyAccepting { id });
+            }
+            accepting.insert(id, tx.clone());
+        }
+        let legs: Vec<Session> = lock(&self.legs).iter().map(|(_, s)| s.clone()).collect();
+        let mut forwarders = Vec::new();
+        for session in legs {
+            let listener = session.accept(id)?;
+            forwarders.push(tokio::spawn(forward(listener, tx.clone())).abort_handle());
+        }
+        Ok(BrokerListener {
+            incoming: ReceiverStream::new(rx),
+            id,
+            guard: ListenerGuard::Group(self.clone(), forwarders),
+        })
+    }
+
+    /// Knocks on every replica at once; the first that serves `id` wins.
+    async fn dial_io(&self, id: u32) -> Result<Io, DialIoError> {
+        let legs: Vec<Session> = lock(&self.legs).iter().map(|(_, s)| s.clone()).collect();
+        if legs.is_empty() {
+            return Err(DialIoError::Broker(BrokerError::Closed));
+        }
+        let attempts = legs
+            .into_iter()
+            .map(|s| Box::pin(async move { s.dial_io(id).await }));
+        match futures::future::select_ok(attempts).await {
+            Ok((io, _rest)) => Ok(io),
+            Err(last) => Err(last),
+        }
+    }
+}
+
+async fn forward(mut listener: BrokerListener, tx: mpsc::Sender<std::io::Result<Io>>) {
+    while let Some(conn) = listener.next().await {
+        if tx.send(conn.map(|c| c.0)).await.is_err() {
+            break;
+        }
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GrpcBroker")
             .field("side", &self.inner.side)
             .field("multiplexed", &matches!(self.inner.mode, Mode::Mux(_)))
-            .field("closed", &self.inner.closed.is_cancelled())
+            .field("closed", &self.inner.closed().is_cancelled())
             .finish()
+    }
+}
+
+impl Inner {
+    fn closed(&self) -> CancellationToken {
+        lock(&self.closed).clone()
     }
 }
 
 struct Inner {
     side: Side,
     next_id: AtomicU32,
-    tx: mpsc::UnboundedSender<ConnInfo>,
+    tx: Mutex<mpsc::UnboundedSender<ConnInfo>>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<ConnInfo>>>,
     state: Mutex<State>,
     mode: Mode,
     tls: Option<TlsPair>,
     dial_lock: tokio::sync::Mutex<()>,
-    closed: CancellationToken,
+    /// Cancelled when the broker stream ends; a plugin that accepts a new host
+    /// connection starts over with a fresh one.
+    closed: Mutex<CancellationToken>,
     /// Signalled whenever an id starts accepting.
     registered: tokio::sync::Notify,
+    /// Host side: the plugin said a newer host connection replaced this one.
+    replaced: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -191,44 +488,36 @@ impl Acceptor {
     }
 }
 
-impl GrpcBroker {
+impl Session {
     pub(crate) fn new(side: Side, mode: Mode, tls: Option<TlsPair>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Self {
             inner: Arc::new(Inner {
                 side,
                 next_id: AtomicU32::new(0),
-                tx,
+                tx: Mutex::new(tx),
                 rx: Mutex::new(Some(rx)),
                 state: Mutex::new(State::default()),
                 mode,
                 tls,
                 dial_lock: tokio::sync::Mutex::new(()),
-                closed: CancellationToken::new(),
+                closed: Mutex::new(CancellationToken::new()),
                 registered: tokio::sync::Notify::new(),
+                replaced: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
 
-    /// A fresh id, unique on this side (the first is 1; the two sides count separately).
-    pub fn next_id(&self) -> u32 {
+    fn next_id(&self) -> u32 {
         self.inner.next_id.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// Whether brokered connections ride the main connection (multiplexed mode).
-    pub fn is_multiplexed(&self) -> bool {
+    fn is_multiplexed(&self) -> bool {
         matches!(self.inner.mode, Mode::Mux(_))
     }
 
-    /// Starts accepting connections for `id`; the returned listener yields them
-    /// (already through TLS when AutoMTLS is on). Registration is immediate, so the id can
-    /// be sent to the peer as soon as this returns.
-    ///
-    /// # Errors
-    /// [`BrokerError::Closed`], [`BrokerError::AlreadyAccepting`], or (classic mode) a
-    /// failure to bind the per-id listener.
-    pub fn accept(&self, id: u32) -> Result<BrokerListener, BrokerError> {
-        if self.inner.closed.is_cancelled() {
+    fn accept(&self, id: u32) -> Result<BrokerListener, BrokerError> {
+        if self.inner.closed().is_cancelled() {
             return Err(BrokerError::Closed);
         }
         let raw = match &self.inner.mode {
@@ -257,7 +546,7 @@ impl GrpcBroker {
                     knock: None,
                 };
                 let (tx, rx) = mpsc::channel(8);
-                let closed = self.inner.closed.clone();
+                let closed = self.inner.closed();
                 tokio::spawn(async move {
                     loop {
                         tokio::select! {
@@ -281,100 +570,61 @@ impl GrpcBroker {
         Ok(BrokerListener {
             incoming: tls_incoming(raw, self.inner.tls.clone()),
             id,
-            broker: self.clone(),
+            guard: ListenerGuard::Session(self.clone()),
         })
     }
 
-    /// Serves `routes` on `id` in a background task until the returned handle is dropped
-    /// or stopped, or the broker closes. Registration is immediate (see [`accept`](Self::accept)).
-    ///
-    /// ```no_run
-    /// # async fn f(broker: intercom::GrpcBroker, routes: intercom::tonic::service::Routes) -> Result<(), intercom::BrokerError> {
-    /// let id = broker.next_id();
-    /// let server = broker.accept_and_serve(id, routes)?;
-    /// // ... send `id` to the peer in a request and wait for the reply ...
-    /// server.stop();
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// As [`accept`](Self::accept).
-    pub fn accept_and_serve(
-        &self,
-        id: u32,
-        routes: tonic::service::Routes,
-    ) -> Result<BrokerServer, BrokerError> {
-        let listener = self.accept(id)?;
-        let closed = self.inner.closed.clone();
-        let task = tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(listener, closed.cancelled_owned())
-                .await
-                .map_err(|source| BrokerError::Serve { id, source })
-        });
-        Ok(BrokerServer {
-            id,
-            task: Some(task),
-        })
-    }
-
-    /// Connects to the service the peer serves on `id`.
-    ///
-    /// Waits up to [`BROKER_TIMEOUT`] for the peer to announce `id` (classic) or to
-    /// acknowledge the knock (multiplexed). The channel re-dials the same way if the
-    /// connection drops.
-    ///
-    /// # Errors
-    /// [`BrokerError::Timeout`], [`BrokerError::KnockRefused`], [`BrokerError::Closed`],
-    /// or [`BrokerError::Dial`].
-    pub async fn dial(&self, id: u32) -> Result<Channel, BrokerError> {
-        if self.inner.closed.is_cancelled() {
-            return Err(BrokerError::Closed);
-        }
-        let first = match self.dial_io(id).await {
-            Ok(io) => io,
-            Err(DialIoError::Broker(e)) => return Err(e),
-            Err(DialIoError::Io(source)) => return Err(BrokerError::Connect { id, source }),
-        };
-        let first = Arc::new(Mutex::new(Some(first)));
-        let broker = self.clone();
-        let connector = tower::service_fn(move |_: http::Uri| {
-            let first = lock(&first).take();
-            let broker = broker.clone();
-            async move {
-                match first {
-                    Some(io) => Ok(TokioIo::new(io)),
-                    None => broker.dial_io(id).await.map(TokioIo::new),
-                }
-            }
-        });
-        endpoint()
-            .connect_with_connector(connector)
-            .await
-            .map_err(|source| BrokerError::Dial { id, source })
-    }
-
-    /// Closes the broker: pending and future accepts and dials fail, brokered servers stop.
-    pub fn close(&self) {
-        self.inner.closed.cancel();
+    pub(crate) fn close(&self) {
+        self.inner.closed().cancel();
         let mut state = lock(&self.inner.state);
         state.acceptors.clear();
         state.infos.clear();
         state.knocked.clear();
     }
 
-    /// Whether [`close`](Self::close) was called or the connection ended.
-    pub fn is_closed(&self) -> bool {
-        self.inner.closed.is_cancelled()
+    pub(crate) fn closed_token(&self) -> CancellationToken {
+        self.inner.closed()
     }
 
-    pub(crate) fn closed_token(&self) -> CancellationToken {
-        self.inner.closed.clone()
+    /// Plugin side: tells the current host its connection is being replaced by a newer
+    /// one (a reattaching host), so it does not reconnect and fight for the plugin.
+    pub(crate) fn notify_replaced(&self) {
+        let _ = self.send(ConnInfo {
+            service_id: 0,
+            network: String::new(),
+            address: String::new(),
+            knock: Some(Knock {
+                knock: false,
+                ack: true,
+                error: REPLACED.into(),
+            }),
+        });
+    }
+
+    /// Host side: whether the plugin replaced this connection with a newer host's.
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+    pub(crate) fn was_replaced(&self) -> bool {
+        self.inner.replaced.load(Ordering::SeqCst)
+    }
+
+    /// Plugin side, on a new host connection: a fresh broker stream and state.
+    fn restart(&self) -> mpsc::UnboundedReceiver<ConnInfo> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *lock(&self.inner.tx) = tx;
+        {
+            let mut closed = lock(&self.inner.closed);
+            closed.cancel();
+            *closed = CancellationToken::new();
+        }
+        let mut state = lock(&self.inner.state);
+        *state = State::default();
+        rx
     }
 
     fn send(&self, info: ConnInfo) -> Result<(), BrokerError> {
-        self.inner.tx.send(info).map_err(|_| BrokerError::Closed)
+        lock(&self.inner.tx)
+            .send(info)
+            .map_err(|_| BrokerError::Closed)
     }
 
     async fn dial_io(&self, id: u32) -> Result<Io, DialIoError> {
@@ -472,12 +722,23 @@ impl GrpcBroker {
                     Err(BrokerError::Timeout { id, waited: BROKER_TIMEOUT })
                 }
             },
-            () = self.inner.closed.cancelled() => Err(BrokerError::Closed),
+            () = self.inner.closed().cancelled_owned() => Err(BrokerError::Closed),
         }
     }
 
     /// Routes one message from the peer's broker stream.
     pub(crate) fn receive(&self, info: ConnInfo) {
+        if info.service_id == 0
+            && info
+                .knock
+                .as_ref()
+                .is_some_and(|k| !k.knock && k.error == REPLACED)
+        {
+            tracing::debug!("the plugin took a newer host connection; this one is closing");
+            self.inner.replaced.store(true, Ordering::SeqCst);
+            self.close();
+            return;
+        }
         let is_knock = info.knock.as_ref().is_some_and(|k| k.knock && !k.ack);
         if is_knock {
             self.answer_knock(info.service_id);
@@ -529,7 +790,7 @@ impl GrpcBroker {
                 tokio::select! {
                     () = registered => {}
                     () = tokio::time::sleep_until(deadline) => break,
-                    () = this.inner.closed.cancelled() => return,
+                    () = this.inner.closed().cancelled_owned() => return,
                 }
             }
             this.send_ack(id, format!("no listener for id {id}"));
@@ -591,7 +852,7 @@ impl GrpcBroker {
             return;
         };
         let outgoing = UnboundedReceiverStream::new(rx);
-        let closed = self.inner.closed.clone();
+        let closed = self.inner.closed();
         let stream = tokio::select! {
             res = client.start_stream(outgoing) => res,
             () = closed.cancelled() => return,
@@ -616,7 +877,7 @@ impl GrpcBroker {
                     }
                     None => break,
                 },
-                () = self.inner.closed.cancelled() => break,
+                () = self.inner.closed().cancelled_owned() => break,
             }
         }
         self.close();
@@ -715,7 +976,14 @@ pub(crate) fn tls_incoming(
 pub struct BrokerListener {
     incoming: ReceiverStream<std::io::Result<Io>>,
     id: u32,
-    broker: GrpcBroker,
+    guard: ListenerGuard,
+}
+
+enum ListenerGuard {
+    /// Unregisters the id from the session on drop.
+    Session(Session),
+    /// Forwarders from each replica's listener; aborted on drop.
+    Group(Arc<Group>, Vec<tokio::task::AbortHandle>),
 }
 
 impl fmt::Debug for BrokerListener {
@@ -744,7 +1012,17 @@ impl Stream for BrokerListener {
 
 impl Drop for BrokerListener {
     fn drop(&mut self) {
-        lock(&self.broker.inner.state).acceptors.remove(&self.id);
+        match &self.guard {
+            ListenerGuard::Session(s) => {
+                lock(&s.inner.state).acceptors.remove(&self.id);
+            }
+            ListenerGuard::Group(group, forwarders) => {
+                lock(&group.accepting).remove(&self.id);
+                for f in forwarders {
+                    f.abort();
+                }
+            }
+        }
     }
 }
 
@@ -820,7 +1098,7 @@ impl Drop for BrokerServer {
 /// Plugin side of `plugin.GRPCBroker/StartStream`.
 #[derive(Debug)]
 pub(crate) struct BrokerService {
-    broker: GrpcBroker,
+    broker: Session,
 }
 
 #[tonic::async_trait]
@@ -832,9 +1110,9 @@ impl crate::proto::grpc_broker_server::GrpcBroker for BrokerService {
         &self,
         request: tonic::Request<tonic::Streaming<ConnInfo>>,
     ) -> Result<tonic::Response<Self::StartStreamStream>, tonic::Status> {
-        let rx = lock(&self.broker.inner.rx).take().ok_or_else(|| {
-            tonic::Status::failed_precondition("the broker stream was already started")
-        })?;
+        let first = lock(&self.broker.inner.rx).take();
+        // A second stream comes from a host that reconnected (Kubernetes): start over.
+        let rx = first.unwrap_or_else(|| self.broker.restart());
         let broker = self.broker.clone();
         tokio::spawn(broker.pump(request.into_inner()));
         let out = UnboundedReceiverStream::new(rx).map(Ok);

@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufRea
 use tokio::sync::Mutex as AsyncMutex;
 use tonic::transport::Channel;
 
-use crate::broker::{self, GrpcBroker, Mode, Side};
+use crate::broker::{self, GrpcBroker, Mode, MuxSlot, Session, Side};
 use crate::handshake::{Handshake, HandshakeConfig, HandshakeError, Network, format_versions};
 use crate::mux::{Mux, Role};
 use crate::plugin::{BoxError, PluginSet};
@@ -79,7 +79,7 @@ impl ReattachConfig {
     }
 }
 
-type Writer = Box<dyn AsyncWrite + Send + Unpin + 'static>;
+pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin + 'static>;
 
 /// How to launch (or reattach to) a plugin and talk to it.
 #[non_exhaustive]
@@ -114,6 +114,10 @@ pub struct ClientConfig {
     pub stderr: Option<Writer>,
     /// The name log lines carry (default: the launcher's name).
     pub name: Option<String>,
+    /// Run the plugin on Kubernetes instead (exactly one of `launcher`, `reattach`,
+    /// `kubernetes`).
+    #[cfg(feature = "kubernetes")]
+    pub kubernetes: Option<crate::runtime::kubernetes::KubernetesConfig>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -149,7 +153,25 @@ impl ClientConfig {
             sync_stderr: None,
             stderr: None,
             name: None,
+            #[cfg(feature = "kubernetes")]
+            kubernetes: None,
         }
+    }
+
+    /// Runs the plugin on Kubernetes (a Deployment + Service).
+    #[cfg(feature = "kubernetes")]
+    #[must_use]
+    pub fn kubernetes(mut self, config: crate::runtime::kubernetes::KubernetesConfig) -> Self {
+        if self.name.is_none() {
+            self.name = config.reattach.clone().or_else(|| {
+                config
+                    .deployment
+                    .as_ref()
+                    .and_then(|d| d.metadata.name.clone())
+            });
+        }
+        self.kubernetes = Some(config);
+        self
     }
 
     /// Launches with `launcher` (e.g. a [`ProcessLauncher`](crate::runtime::ProcessLauncher)).
@@ -364,6 +386,10 @@ pub enum ClientError {
         #[source]
         source: BoxError,
     },
+    /// The Kubernetes runtime failed.
+    #[cfg(feature = "kubernetes")]
+    #[error(transparent)]
+    Kubernetes(#[from] crate::runtime::kubernetes::KubeError),
     /// Health check failed.
     #[error("failed to ping plugin `{name}`")]
     Ping {
@@ -491,6 +517,16 @@ impl Client {
             State::New => {}
         }
         let mut config = self.inner.config.lock().await;
+        #[cfg(feature = "kubernetes")]
+        if config.kubernetes.is_some() {
+            if config.launcher.is_some() || config.reattach.is_some() {
+                return Err(ClientError::Config);
+            }
+            let running = self.launch_kubernetes(&mut config).await?;
+            let protocol = running.protocol.clone();
+            *state = State::Running(running);
+            return Ok(protocol);
+        }
         let running = match (&config.launcher, &config.reattach) {
             (Some(_), None) => self.launch(&mut config).await?,
             (None, Some(_)) => self.attach(&config).await?,
@@ -656,7 +692,13 @@ impl Client {
             }
             _ => None,
         };
-        let connect = connect(network, address.clone(), multiplex, tls);
+        let connect = connect(
+            address_dialer(network, address.clone()),
+            network,
+            address.clone(),
+            multiplex,
+            tls,
+        );
         let conn = match tokio::time::timeout(remaining(), connect).await {
             Ok(Ok(c)) => c,
             Ok(Err(source)) => {
@@ -670,12 +712,96 @@ impl Client {
             Err(_) => return Err(timeout_err("connecting", stderr_tail(&tail))),
         };
         let protocol = ClientProtocol::new(name.clone(), conn, plugins, &mut tasks, config);
+        {
+            // When the process is gone, fail what is in flight at once instead of waiting
+            // for the transport to notice.
+            let wait = handle.wait();
+            let protocol = protocol.clone();
+            tasks.spawn(async move {
+                wait.await;
+                protocol.close();
+            });
+        }
         guard.disarm();
         tracing::debug!(plugin = %name, version = handshake.app_version, multiplex, tls = identity.is_some(), elapsed = ?started.elapsed(), "plugin connected");
         Ok(Running {
             protocol,
             tasks,
             version: handshake.app_version,
+        })
+    }
+
+    #[cfg(feature = "kubernetes")]
+    async fn launch_kubernetes(&self, config: &mut ClientConfig) -> Result<Running, ClientError> {
+        use crate::runtime::kubernetes::{self as k8s, KubeError};
+        let Some(kube) = config.kubernetes.clone() else {
+            return Err(ClientError::Config);
+        };
+        let name = self.inner.name.clone();
+        let versions = config.versions();
+        let host_versions: Vec<u32> = versions.keys().copied().collect();
+        let identity = if config.auto_mtls {
+            Some(crate::tls::Identity::generate()?)
+        } else {
+            None
+        };
+        let mut env = vec![
+            (
+                config.handshake.magic_cookie_key.to_string(),
+                config.handshake.magic_cookie_value.to_string(),
+            ),
+            (
+                serve_env::PROTOCOL_VERSIONS.into(),
+                format_versions(&host_versions),
+            ),
+            // Only one port of the pod is reachable: the broker must ride it.
+            (serve_env::MULTIPLEX_GRPC.into(), "true".into()),
+        ];
+        if let Some(id) = &identity {
+            env.push((serve_env::CLIENT_CERT.into(), id.cert_pem()));
+        }
+        let started = Instant::now();
+        let ctx = k8s::pods_context(
+            name.clone(),
+            env,
+            identity,
+            host_versions,
+            config.start_timeout,
+            config.sync_stdout.take(),
+            config.sync_stderr.take(),
+        );
+        let result = match &kube.reattach {
+            Some(deployment) => k8s::reattach(&kube, deployment, ctx).await,
+            None => k8s::launch(&kube, ctx).await,
+        };
+        let (conn, plugin, version) = result.map_err(|e| match e {
+            KubeError::Timeout {
+                deployment, step, ..
+            } => KubeError::Timeout {
+                deployment,
+                step,
+                waited: started.elapsed(),
+            },
+            other => other,
+        })?;
+        let handle: Arc<dyn PluginHandle> = Arc::new(plugin);
+        *lock(&self.inner.handle) = Some(handle.clone());
+        let mut tasks = tokio::task::JoinSet::new();
+        {
+            let exited = self.inner.exited.clone();
+            let wait = handle.wait();
+            tasks.spawn(async move {
+                wait.await;
+                exited.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        let plugins = versions.get(&version).cloned().unwrap_or_default();
+        let protocol = ClientProtocol::new(name.clone(), conn, plugins, &mut tasks, config);
+        tracing::debug!(plugin = %name, version, elapsed = ?started.elapsed(), "plugin connected on Kubernetes");
+        Ok(Running {
+            protocol,
+            tasks,
+            version,
         })
     }
 
@@ -699,7 +825,13 @@ impl Client {
             .unwrap_or_default();
         let conn = tokio::time::timeout(
             config.start_timeout,
-            connect(re.network, re.address.clone(), false, None),
+            connect(
+                address_dialer(re.network, re.address.clone()),
+                re.network,
+                re.address.clone(),
+                false,
+                None,
+            ),
         )
         .await
         .map_err(|_| ClientError::StartTimeout {
@@ -743,6 +875,18 @@ impl Client {
         let kill_timeout = self.inner.config.lock().await.kill_timeout;
         let handle = lock(&self.inner.handle).take();
         if let State::Running(mut running) = previous {
+            if let Some(handle) = handle.as_ref().filter(|h| !h.graceful_by_client()) {
+                // The runtime shuts down its own way (e.g. every replica, then delete).
+                if let Err(err) = handle.kill().await {
+                    tracing::warn!(plugin = %self.inner.name, error = &err as &dyn std::error::Error, "failed to stop plugin");
+                }
+                running.protocol.close();
+                self.inner
+                    .exited
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                running.tasks.abort_all();
+                return;
+            }
             running.protocol.conn.broker.close();
             let graceful = running.protocol.shutdown(kill_timeout).await;
             running.protocol.close();
@@ -879,14 +1023,19 @@ impl fmt::Debug for ClientProtocol {
     }
 }
 
-struct Conn {
-    channel: Channel,
-    broker: GrpcBroker,
-    mux: Option<Mux>,
-    network: Network,
-    address: String,
-    tls: bool,
-    plugin_cert: Option<Vec<u8>>,
+pub(crate) struct Conn {
+    pub(crate) channel: Channel,
+    pub(crate) broker: GrpcBroker,
+    /// The broker stream to run, for a single plugin process.
+    pub(crate) session: Option<Session>,
+    /// Whether to pump GRPCStdio over `channel` (runtimes with several replicas pump
+    /// each replica themselves).
+    pub(crate) pump_stdio: bool,
+    pub(crate) mux: Option<Mux>,
+    pub(crate) network: Network,
+    pub(crate) address: String,
+    pub(crate) tls: bool,
+    pub(crate) plugin_cert: Option<Vec<u8>>,
 }
 
 impl ClientProtocol {
@@ -897,30 +1046,28 @@ impl ClientProtocol {
         tasks: &mut tokio::task::JoinSet<()>,
         config: &mut ClientConfig,
     ) -> Self {
-        tasks.spawn(conn.broker.clone().run_host(
-            crate::proto::grpc_broker_client::GrpcBrokerClient::new(conn.channel.clone()),
-        ));
-        let stdout: Writer = config
-            .sync_stdout
-            .take()
-            .unwrap_or_else(|| Box::new(tokio::io::sink()));
-        let stderr: Writer = config
-            .sync_stderr
-            .take()
-            .unwrap_or_else(|| Box::new(tokio::io::sink()));
-        let stdio = crate::proto::grpc_stdio_client::GrpcStdioClient::new(conn.channel.clone());
-        let plugin = name.clone();
-        let closed = conn.broker.closed_token();
-        tasks.spawn(async move {
-            tokio::select! {
-                res = crate::stdio::pump(stdio, stdout, stderr, &plugin) => {
-                    if let Err(status) = res {
-                        tracing::debug!(plugin = %plugin, code = ?status.code(), "stdio stream ended");
-                    }
-                }
-                () = closed.cancelled() => {}
-            }
-        });
+        if let Some(session) = &conn.session {
+            tasks.spawn(session.clone().run_host(
+                crate::proto::grpc_broker_client::GrpcBrokerClient::new(conn.channel.clone()),
+            ));
+        }
+        if conn.pump_stdio {
+            let stdout: Writer = config
+                .sync_stdout
+                .take()
+                .unwrap_or_else(|| Box::new(tokio::io::sink()));
+            let stderr: Writer = config
+                .sync_stderr
+                .take()
+                .unwrap_or_else(|| Box::new(tokio::io::sink()));
+            tasks.spawn(pump_stdio(
+                conn.channel.clone(),
+                stdout,
+                stderr,
+                name.clone(),
+                conn.broker.closed_token(),
+            ));
+        }
         Self {
             name: name.into(),
             conn: Arc::new(conn),
@@ -1032,13 +1179,46 @@ impl ClientProtocol {
     }
 }
 
+/// Copies the plugin's GRPCStdio stream into the writers until `closed`.
+pub(crate) async fn pump_stdio(
+    channel: Channel,
+    stdout: Writer,
+    stderr: Writer,
+    plugin: String,
+    closed: tokio_util::sync::CancellationToken,
+) {
+    let stdio = crate::proto::grpc_stdio_client::GrpcStdioClient::new(channel);
+    tokio::select! {
+        res = crate::stdio::pump(stdio, stdout, stderr, &plugin) => {
+            if let Err(status) = res {
+                tracing::debug!(plugin = %plugin, code = ?status.code(), "stdio stream ended");
+            }
+        }
+        () = closed.cancelled() => {}
+    }
+}
+
 enum LineOutcome {
     Line,
     Eof,
     Timeout,
 }
 
-async fn connect(
+/// Opens a new byte stream to the plugin: a socket, or whatever a runtime dials through.
+pub(crate) type Dialer =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, std::io::Result<Io>> + Send + Sync>;
+
+/// Dials `address` on `network` each time.
+pub(crate) fn address_dialer(network: Network, address: String) -> Dialer {
+    Arc::new(move || {
+        let address = address.clone();
+        Box::pin(async move { transport::dial(network, &address).await })
+    })
+}
+
+/// Connects to one plugin process: its gRPC channel and broker session.
+pub(crate) async fn connect(
+    dialer: Dialer,
     network: Network,
     address: String,
     multiplex: bool,
@@ -1046,74 +1226,61 @@ async fn connect(
 ) -> Result<Conn, BoxError> {
     let tls_on = tls.is_some();
     let plugin_cert = tls.as_ref().map(|t| t.peer_der.clone());
-    if multiplex {
-        let socket = transport::dial(network, &address).await?;
+    let (session, mux, connector_dial): (Session, Option<Mux>, Dialer) = if multiplex {
+        let socket = dialer().await?;
         let (mux, mut inbound) = Mux::start(socket, Role::Client);
-        let broker = GrpcBroker::new(
+        let session = Session::new(
             Side::Host,
-            Mode::Mux(Arc::new(std::sync::OnceLock::from(mux.clone()))),
+            Mode::Mux(MuxSlot::with(mux.clone())),
             tls.clone(),
         );
         {
             // Plugin-initiated streams belong to knocked ids; the host has no default listener.
-            let broker = broker.clone();
+            let session = session.clone();
             tokio::spawn(async move {
                 while let Some(io) = inbound.recv().await {
-                    if broker.route_inbound(io).is_some() {
+                    if session.route_inbound(io).is_some() {
                         tracing::debug!("dropping a plugin-initiated stream that was not knocked");
                     }
                 }
             });
         }
         let m = mux.clone();
-        let connector = tower::service_fn(move |_: http::Uri| {
+        let open: Dialer = Arc::new(move || {
             let m = m.clone();
-            let tls = tls.clone();
-            async move {
-                let io = m.open().await?;
-                transport::secure_client(tls.as_ref(), io)
-                    .await
-                    .map(TokioIo::new)
-            }
+            Box::pin(async move { m.open().await })
         });
-        let channel = broker::endpoint().connect_with_connector(connector).await?;
-        Ok(Conn {
-            channel,
-            broker,
-            mux: Some(mux),
-            network,
-            address,
-            tls: tls_on,
-            plugin_cert,
-        })
+        (session, Some(mux), open)
     } else {
-        let broker = GrpcBroker::new(
+        let session = Session::new(
             Side::Host,
             Mode::Classic(ListenConfig::Unix { dir: None }),
             tls.clone(),
         );
-        let addr = address.clone();
-        let connector = tower::service_fn(move |_: http::Uri| {
-            let addr = addr.clone();
-            let tls = tls.clone();
-            async move {
-                let io: Io = transport::dial(network, &addr).await?;
-                transport::secure_client(tls.as_ref(), io)
-                    .await
-                    .map(TokioIo::new)
-            }
-        });
-        let channel = broker::endpoint().connect_with_connector(connector).await?;
-        Ok(Conn {
-            channel,
-            broker,
-            mux: None,
-            network,
-            address,
-            tls: tls_on,
-            plugin_cert,
-        })
-    }
+        (session, None, dialer)
+    };
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let dial = connector_dial.clone();
+        let tls = tls.clone();
+        async move {
+            let io = dial().await?;
+            transport::secure_client(tls.as_ref(), io)
+                .await
+                .map(TokioIo::new)
+        }
+    });
+    let channel = broker::endpoint().connect_with_connector(connector).await?;
+    Ok(Conn {
+        channel,
+        broker: GrpcBroker::from(session.clone()),
+        session: Some(session),
+        pump_stdio: true,
+        mux,
+        network,
+        address,
+        tls: tls_on,
+        plugin_cert,
+    })
 }
 
 async fn pump_stderr(

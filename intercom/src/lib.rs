@@ -36,7 +36,27 @@ pub use handshake::{HandshakeConfig, HandshakeError};
 pub use plugin::{BoxError, GrpcPlugin, PluginSet};
 pub use serve::{ServeConfig, ServeError, serve};
 
+/// k8s-openapi, for the Kubernetes runtime's types.
+#[cfg(feature = "kubernetes")]
+pub use k8s_openapi;
+/// kube-rs, for the Kubernetes runtime's types.
+#[cfg(feature = "kubernetes")]
+pub use kube;
 pub use prost;
 pub use tokio;
 /// Re-exported so users need no direct dependency to name these types.
 pub use tonic;
+
+#[doc(hidden)]
+pub mod __private;
+mod codegen;
+pub mod streaming;
+
+pub use intercom_macros::{Enumeration, Message, plugin};
+pub use streaming::{SendError, StreamSender, Streaming};
+/// The status of a failed plugin call (tonic's): plugin methods return
+/// `Result<T, E>` with `E: Into<Status>` (and `E: From<Status>` for the client side).
+pub use tonic::Status;
+/// Re-exported for implementing `#[intercom::plugin]` traits: write
+/// `#[intercom::async_trait] impl MyTrait for MyType { async fn … }`.
+pub use tonic::async_trait;

@@ -278,6 +278,11 @@ fn value_text(value: &Value) -> String {
 /// must be known at compile time. Filter these events with
 /// `intercom::plugin=<level>` in an `EnvFilter`.
 pub fn emit(plugin: &str, record: &LogRecord) {
+    emit_with(plugin, None, record);
+}
+
+/// As [`emit`], with the Kubernetes pod the line came from as field `pod`.
+pub fn emit_with(plugin: &str, pod: Option<&str>, record: &LogRecord) {
     let module = record.module.as_deref();
     let timestamp = record.timestamp.as_deref();
     let fields = render_fields(&record.fields);
@@ -289,6 +294,7 @@ pub fn emit(plugin: &str, record: &LogRecord) {
                 target: PLUGIN_LOG_TARGET,
                 $level,
                 plugin,
+                pod,
                 module,
                 timestamp,
                 fields,

@@ -6,17 +6,20 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
 
+use std::time::Duration;
+
+use futures::StreamExt;
 use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
 
-use crate::broker::{self, GrpcBroker, Mode, Side};
+use crate::broker::{self, GrpcBroker, Mode, MuxSlot, Session, Side};
 use crate::handshake::{Handshake, HandshakeConfig, Protocol, negotiate_version};
 use crate::mux::{Mux, Role};
 use crate::plugin::{BoxError, GrpcPlugin, PluginSet};
-use crate::transport::{ListenConfig, Listener, TlsPair};
+use crate::transport::{Io, ListenConfig, Listener, TlsPair};
 
 /// Environment variables the host sets for the plugin (go-plugin's names).
 pub mod env {
@@ -232,7 +235,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             source,
         })?;
 
-    let mux_slot = Arc::new(std::sync::OnceLock::new());
+    let mux_slot = MuxSlot::default();
+    // A plugin on a fixed TCP address (Kubernetes) outlives host connections: the host may
+    // reconnect (a dropped port-forward, a reattach). Elsewhere the host is our parent and
+    // a closed session means it is gone.
+    let persistent = matches!(listen, ListenConfig::Tcp(_));
     let mode = if multiplex {
         Mode::Mux(mux_slot.clone())
     } else {
@@ -242,7 +249,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             other => other.clone(),
         })
     };
-    let broker = GrpcBroker::new(Side::Plugin, mode, tls.clone());
+    let session = Session::new(Side::Plugin, mode, tls.clone());
+    let broker = GrpcBroker::from(session.clone());
     let shutdown = CancellationToken::new();
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -255,7 +263,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let mut routes = RoutesBuilder::default();
     routes
         .add_service(health)
-        .add_service(broker.service())
+        .add_service(session.service())
         .add_service(
             crate::proto::grpc_controller_server::GrpcControllerServer::new(Controller {
                 shutdown: shutdown.clone(),
@@ -310,49 +318,81 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tracing::debug!(version, multiplex, "plugin serving");
 
     let (raw_tx, raw_rx) = mpsc::channel(16);
-    let accept_task = {
-        let broker = broker.clone();
+    // Plaintext connections while AutoMTLS is on get only the health service: that is
+    // what a kubelet's gRPC readiness probe needs, and all it can reach.
+    let (probe_tx, probe_rx) = mpsc::channel::<Io>(16);
+    let probe_task = if tls.is_some() {
+        let (probe_reporter, probe_health) = tonic_health::server::health_reporter();
+        probe_reporter
+            .set_service_status(
+                crate::GRPC_SERVICE_NAME,
+                tonic_health::ServingStatus::Serving,
+            )
+            .await;
+        let incoming = ReceiverStream::new(probe_rx).map(Ok::<_, std::io::Error>);
         let shutdown = shutdown.clone();
+        Some(tokio::spawn(async move {
+            let _keep = probe_reporter;
+            let _ = tonic::transport::Server::builder()
+                .add_service(probe_health)
+                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+                .await;
+        }))
+    } else {
+        drop(probe_rx);
+        None
+    };
+    let accept_task = {
+        let session = session.clone();
+        let shutdown = shutdown.clone();
+        let tls_on = tls.is_some();
         tokio::spawn(async move {
-            if multiplex {
-                // The host dials once and runs yamux over that socket.
+            loop {
                 let io = tokio::select! {
                     io = listener.accept() => io,
-                    () = shutdown.cancelled() => return,
+                    () = shutdown.cancelled() => break,
                 };
-                let Ok(io) = io else { return };
-                let (mux, mut inbound) = Mux::start(io, Role::Server);
-                let _ = mux_slot.set(mux.clone());
-                loop {
-                    tokio::select! {
-                        stream = inbound.recv() => match stream {
-                            Some(io) => {
-                                let main = broker.route_inbound(io);
-                                if let Some(io) = main && raw_tx.send(io).await.is_err() {
-                                    break;
-                                }
-                            }
-                            None => break,
-                        },
-                        () = shutdown.cancelled() => break,
+                let io = match io {
+                    Ok(io) => io,
+                    Err(err) => {
+                        tracing::warn!(
+                            error = &err as &dyn std::error::Error,
+                            "plugin listener failed"
+                        );
+                        break;
                     }
-                }
-                // The host is gone: nothing can reach us any more.
-                mux.close();
-                shutdown.cancel();
-            } else {
-                loop {
-                    tokio::select! {
-                        io = listener.accept() => match io {
-                            Ok(io) => if raw_tx.send(io).await.is_err() { break },
-                            Err(err) => {
-                                tracing::warn!(error = &err as &dyn std::error::Error, "plugin listener failed");
-                                break;
+                };
+                let session = session.clone();
+                let shutdown = shutdown.clone();
+                let raw_tx = raw_tx.clone();
+                let probe_tx = probe_tx.clone();
+                let mux_slot = mux_slot.clone();
+                tokio::spawn(async move {
+                    let sniffed =
+                        tokio::time::timeout(Duration::from_secs(10), crate::transport::sniff(io))
+                            .await;
+                    let Ok(Ok(Some((first, io)))) = sniffed else {
+                        return;
+                    };
+                    match first {
+                        crate::transport::YAMUX_FIRST_BYTE if multiplex => {
+                            serve_mux_session(io, &session, &mux_slot, &raw_tx, &shutdown).await;
+                            if !persistent {
+                                // The host is gone: nothing can reach us any more.
+                                shutdown.cancel();
                             }
-                        },
-                        () = shutdown.cancelled() => break,
+                        }
+                        crate::transport::TLS_FIRST_BYTE => {
+                            let _ = raw_tx.send(io).await;
+                        }
+                        _ if tls_on => {
+                            let _ = probe_tx.send(io).await;
+                        }
+                        _ => {
+                            let _ = raw_tx.send(io).await;
+                        }
                     }
-                }
+                });
             }
         })
     };
@@ -369,8 +409,47 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     };
     broker.close();
     accept_task.abort();
+    if let Some(t) = probe_task {
+        t.abort();
+    }
     drop(capture);
     result
+}
+
+/// Runs one host's yamux session until it ends, routing its streams: knocked ones to
+/// their broker ids, the rest to the main server. A newer session replaces an older one.
+async fn serve_mux_session(
+    io: Io,
+    session: &Session,
+    slot: &MuxSlot,
+    raw_tx: &mpsc::Sender<Io>,
+    shutdown: &CancellationToken,
+) {
+    let (mux, mut inbound) = Mux::start(io, Role::Server);
+    if let Some(previous) = slot.replace(mux.clone()) {
+        tracing::debug!("a new host connection replaces the previous one");
+        session.notify_replaced();
+        tokio::spawn(async move {
+            // Let the notice reach the old host before its connection goes.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            previous.close();
+        });
+    }
+    loop {
+        tokio::select! {
+            stream = inbound.recv() => match stream {
+                Some(io) => {
+                    let main = session.route_inbound(io);
+                    if let Some(io) = main && raw_tx.send(io).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            () = shutdown.cancelled() => break,
+        }
+    }
+    mux.close();
 }
 
 /// `plugin.GRPCController`: the host's graceful shutdown request.

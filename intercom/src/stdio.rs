@@ -105,8 +105,9 @@ impl StdioCapture {
     /// until the returned capture is dropped, which `dup2`s over them again.
     unsafe fn install_on(stdout_fd: RawFd, stderr_fd: RawFd) -> io::Result<StdioCapture> {
         let (tx, rx) = mpsc::channel(BUFFERED_CHUNKS);
-        let stdout_pipe = start_reader(Channel::Stdout, tx.clone())?;
-        let stderr_pipe = start_reader(Channel::Stderr, tx)?;
+        let sender: SenderSlot = Arc::new(Mutex::new(Some(tx)));
+        let stdout_pipe = start_reader(Channel::Stdout, sender.clone())?;
+        let stderr_pipe = start_reader(Channel::Stderr, sender.clone())?;
         // SAFETY: forwarded from this function's contract.
         let stdout = unsafe { Redirect::new(stdout_fd, stdout_pipe.as_fd()) }?;
         // On error `stdout` is dropped here, which restores `stdout_fd`.
@@ -119,7 +120,11 @@ impl StdioCapture {
             _stdout: stdout,
             stderr,
             service: StdioService {
-                source: Source::Captured(Arc::new(Mutex::new(Some(rx)))),
+                source: Source::Captured(Arc::new(Captured {
+                    first: Mutex::new(Some(rx)),
+                    sender,
+                    active: std::sync::atomic::AtomicBool::new(false),
+                })),
             },
         })
     }
@@ -216,7 +221,7 @@ fn dup2(from: BorrowedFd<'_>, to: RawFd, cloexec: bool) -> io::Result<()> {
 
 /// Creates a pipe, starts a thread forwarding its read end into `tx` as `channel` chunks,
 /// and returns the write end.
-fn start_reader(channel: Channel, tx: mpsc::Sender<StdioData>) -> io::Result<io::PipeWriter> {
+fn start_reader(channel: Channel, tx: SenderSlot) -> io::Result<io::PipeWriter> {
     let (reader, writer) = io::pipe()?;
     std::thread::Builder::new()
         .name(format!(
@@ -230,8 +235,7 @@ fn start_reader(channel: Channel, tx: mpsc::Sender<StdioData>) -> io::Result<io:
 /// Reads `source` until EOF (every write end closed), sending each read as one chunk.
 /// Once the receiver is gone (stream consumed and cancelled, or service dropped) it keeps
 /// draining and discards, so writers never block on a pipe nobody reads.
-fn forward(mut source: io::PipeReader, channel: Channel, tx: mpsc::Sender<StdioData>) {
-    let mut tx = Some(tx);
+fn forward(mut source: io::PipeReader, channel: Channel, slot: SenderSlot) {
     loop {
         let mut data = vec![0; CHUNK_SIZE];
         match source.read(&mut data) {
@@ -242,12 +246,16 @@ fn forward(mut source: io::PipeReader, channel: Channel, tx: mpsc::Sender<StdioD
                     channel: channel as i32,
                     data,
                 };
+                let tx = slot.lock().unwrap_or_else(PoisonError::into_inner).clone();
                 // A plain thread, outside any runtime: `blocking_send` is allowed here.
-                if tx
-                    .as_ref()
-                    .is_some_and(|tx| tx.blocking_send(chunk).is_err())
+                if let Some(tx) = tx
+                    && tx.blocking_send(chunk).is_err()
                 {
-                    tx = None;
+                    // The stream was cancelled: discard until a host opens a new one.
+                    let mut current = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                    if current.as_ref().is_some_and(|c| c.same_channel(&tx)) {
+                        *current = None;
+                    }
                 }
             }
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -300,8 +308,20 @@ pub struct StdioService {
 #[derive(Debug, Clone)]
 enum Source {
     Empty,
-    Captured(Arc<Mutex<Option<mpsc::Receiver<StdioData>>>>),
+    Captured(Arc<Captured>),
 }
+
+/// The capture's channel: the first receiver (output written before any host connected
+/// waits in it), the readers' current sender, and whether a stream is open.
+#[derive(Debug)]
+struct Captured {
+    first: Mutex<Option<mpsc::Receiver<StdioData>>>,
+    sender: SenderSlot,
+    active: std::sync::atomic::AtomicBool,
+}
+
+/// Where the reader threads send; `None` while nobody listens (they discard).
+type SenderSlot = Arc<Mutex<Option<mpsc::Sender<StdioData>>>>;
 
 impl StdioService {
     /// A service for when capture is off: every `StreamStdio` call gets a stream that
@@ -314,16 +334,37 @@ impl StdioService {
 
     fn open(&self) -> Result<StdioStream, Status> {
         match &self.source {
-            Source::Empty => Ok(StdioStream { rx: None }),
-            Source::Captured(slot) => {
-                let rx = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-                match rx {
-                    Some(rx) => {
-                        tracing::debug!("host opened the stdio stream");
-                        Ok(StdioStream { rx: Some(rx) })
-                    }
-                    None => Err(Status::failed_precondition("stdio stream already consumed")),
+            Source::Empty => Ok(StdioStream {
+                rx: None,
+                active: None,
+            }),
+            Source::Captured(captured) => {
+                if captured
+                    .active
+                    .swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    return Err(Status::failed_precondition("stdio stream already consumed"));
                 }
+                let first = captured
+                    .first
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                let rx = first.unwrap_or_else(|| {
+                    // A host reconnected: output written while none was connected was
+                    // discarded; from now on it flows to this stream.
+                    let (tx, rx) = mpsc::channel(BUFFERED_CHUNKS);
+                    *captured
+                        .sender
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+                    rx
+                });
+                tracing::debug!("host opened the stdio stream");
+                Ok(StdioStream {
+                    rx: Some(rx),
+                    active: Some(captured.clone()),
+                })
             }
         }
     }
@@ -344,6 +385,19 @@ impl GrpcStdio for StdioService {
 #[derive(Debug)]
 pub struct StdioStream {
     rx: Option<mpsc::Receiver<StdioData>>,
+    /// Cleared when the host hangs up, so a host that reconnects (Kubernetes) can open a
+    /// new stream.
+    active: Option<Arc<Captured>>,
+}
+
+impl Drop for StdioStream {
+    fn drop(&mut self) {
+        if let Some(captured) = self.active.take() {
+            captured
+                .active
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 impl futures::Stream for StdioStream {
@@ -637,7 +691,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn stdio_second_stream_fails_precondition() -> TestResult {
+    async fn stdio_one_stream_at_a_time_and_reopen_after_cancel() -> TestResult {
         let (capture, out, err) = capture_on_temp_files()?;
         let first = open(&capture.service)?;
         // Through the gRPC trait this time.
@@ -646,10 +700,9 @@ mod tests {
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert_eq!(status.message(), "stdio stream already consumed");
         drop(first);
-        let status = open(&capture.service)
-            .err()
-            .ok_or("call after cancel succeeded")?;
-        assert_eq!(status.code(), Code::FailedPrecondition);
+        // A host that reconnects (Kubernetes) gets a new stream once the old one is gone.
+        let again = open(&capture.service)?;
+        drop(again);
         drop(capture);
         drop((out, err));
         Ok(())

@@ -225,6 +225,33 @@ impl Identity {
         pem
     }
 
+    /// The private key, PKCS#8 DER. Secret: only for persisting the identity where the
+    /// same host must prove itself again (a Kubernetes host that reattaches).
+    pub fn private_key_pkcs8_der(&self) -> &[u8] {
+        self.key.secret_pkcs8_der()
+    }
+
+    /// Rebuilds an identity from [`cert_der`](Self::cert_der) and
+    /// [`private_key_pkcs8_der`](Self::private_key_pkcs8_der).
+    ///
+    /// # Errors
+    /// [`TlsError::InvalidCertificate`] when the certificate does not parse or the key does
+    /// not load.
+    pub fn from_der(cert_der: &[u8], key_pkcs8_der: &[u8]) -> Result<Identity, TlsError> {
+        let identity = Identity {
+            cert: CertificateDer::from(cert_der.to_vec()),
+            key: PrivatePkcs8KeyDer::from(key_pkcs8_der.to_vec()),
+        };
+        // Prove both parse and belong together by building a config with them.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        provider
+            .key_provider
+            .load_private_key(identity.private_key())
+            .map_err(|source| TlsError::InvalidCertificate { source })?;
+        server_config(&identity, cert_der)?;
+        Ok(identity)
+    }
+
     /// Lower-case hex SHA-256 of the DER certificate, for logs (safe to print; the key is not involved).
     pub fn fingerprint(&self) -> String {
         fingerprint(self.cert.as_ref())

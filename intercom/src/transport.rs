@@ -258,7 +258,14 @@ pub(crate) enum Io {
     Mux(tokio_yamux::StreamHandle),
     TlsClient(Box<tokio_rustls::client::TlsStream<Io>>),
     TlsServer(Box<tokio_rustls::server::TlsStream<Io>>),
+    /// Anything else a runtime dials through (e.g. a port-forward through the apiserver).
+    Boxed(Pin<Box<dyn ByteStream>>),
 }
+
+/// A byte stream a runtime can hand the SDK as "the connection to the plugin".
+pub trait ByteStream: AsyncRead + AsyncWrite + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + 'static> ByteStream for T {}
 
 impl fmt::Debug for Io {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -268,6 +275,7 @@ impl fmt::Debug for Io {
             Self::Mux(_) => "Io::Mux",
             Self::TlsClient(_) => "Io::TlsClient",
             Self::TlsServer(_) => "Io::TlsServer",
+            Self::Boxed(_) => "Io::Boxed",
         })
     }
 }
@@ -280,6 +288,7 @@ macro_rules! delegate {
             Io::Mux(s) => Pin::new(s).$method($($arg),*),
             Io::TlsClient(s) => Pin::new(&mut **s).$method($($arg),*),
             Io::TlsServer(s) => Pin::new(&mut **s).$method($($arg),*),
+            Io::Boxed(s) => s.as_mut().$method($($arg),*),
         }
     };
 }
@@ -322,6 +331,7 @@ impl AsyncWrite for Io {
             Io::Mux(s) => s.is_write_vectored(),
             Io::TlsClient(s) => s.is_write_vectored(),
             Io::TlsServer(s) => s.is_write_vectored(),
+            Io::Boxed(s) => s.is_write_vectored(),
         }
     }
 }
@@ -374,6 +384,69 @@ impl TlsPair {
         Ok(Io::TlsServer(Box::new(tls)))
     }
 }
+
+/// Reads the first byte of a fresh connection (what the peer speaks first tells a yamux
+/// session from TLS from plaintext HTTP/2) and gives back a stream that still starts with
+/// it. `None`: the peer closed without sending anything (e.g. a TCP probe).
+pub(crate) async fn sniff(mut io: Io) -> io::Result<Option<(u8, Io)>> {
+    use tokio::io::AsyncReadExt;
+    let mut first = [0u8; 1];
+    if io.read(&mut first).await? == 0 {
+        return Ok(None);
+    }
+    Ok(Some((
+        first[0],
+        Io::Boxed(Box::pin(Prefixed {
+            prefix: Some(first[0]),
+            inner: io,
+        })),
+    )))
+}
+
+/// A stream with one byte put back in front.
+struct Prefixed {
+    prefix: Option<u8>,
+    inner: Io,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(b) = self.prefix.take() {
+            if buf.remaining() == 0 {
+                self.prefix = Some(b);
+                return Poll::Ready(Ok(()));
+            }
+            buf.put_slice(&[b]);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The first byte of a yamux frame (protocol version 0).
+pub(crate) const YAMUX_FIRST_BYTE: u8 = 0;
+/// The first byte of a TLS record (handshake).
+pub(crate) const TLS_FIRST_BYTE: u8 = 0x16;
 
 /// Wraps `io` as a TLS client when `tls` is set.
 pub(crate) async fn secure_client(tls: Option<&TlsPair>, io: Io) -> io::Result<Io> {

@@ -28,7 +28,9 @@ async fn a_connection_without_the_right_certificate_is_refused() {
         .expect("AutoMTLS is on by default")
         .to_vec();
 
-    // 1. Plaintext gRPC to the plugin's socket: refused.
+    // 1. Plaintext gRPC to the plugin's socket reaches only the health service (what a
+    //    kubelet readiness probe needs); the plugin's own services and the controller are
+    //    refused.
     let addr = address.clone();
     let plaintext = tonic::transport::Endpoint::from_static("http://localhost")
         .connect_with_connector(tower::service_fn(move |_: http::Uri| {
@@ -40,10 +42,22 @@ async fn a_connection_without_the_right_certificate_is_refused() {
             }
         }))
         .await;
-    if let Ok(channel) = plaintext {
-        let res = tonic_health_check(channel).await;
-        assert!(res.is_err(), "plaintext health check must fail");
-    }
+    let channel = plaintext.expect("plaintext connections are accepted for probes");
+    tonic_health_check(channel.clone())
+        .await
+        .expect("plaintext health check (probe) answers");
+    let mut kv = intercom_tests::kv::kv_client::KvClient::new(channel.clone());
+    let status = kv
+        .get(intercom_tests::kv::GetRequest { key: "a".into() })
+        .await
+        .expect_err("plaintext must not reach the plugin's services");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    let mut ctl = intercom::proto::grpc_controller_client::GrpcControllerClient::new(channel);
+    let status = ctl
+        .shutdown(intercom::proto::Empty {})
+        .await
+        .expect_err("plaintext must not reach the controller");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
 
     // 2. TLS with a certificate the plugin was not given: refused, even though the rogue
     //    client trusts the plugin's real certificate.

@@ -70,7 +70,8 @@ fn report(err: &dyn Error) {
         line.push_str(&format!(": {cause}"));
         source = cause.source();
     }
-    eprintln!("{line}");
+    // Not `eprintln!`, which panics when stderr is closed (e.g. `basic 2>&1 | head -1`).
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -184,6 +185,11 @@ fn init_host_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // If a write fails, drop the line. Otherwise the subscriber reports the failure
+        // with `eprintln!`, and that panics when stderr is a closed pipe. The panic would
+        // happen inside whichever task logged, which could be the task that owns the
+        // plugin connection.
+        .log_internal_errors(false)
         .try_init();
 }
 

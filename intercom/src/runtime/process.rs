@@ -182,8 +182,11 @@ impl Launcher for ProcessLauncher {
     fn launch(&self, env: Vec<(String, String)>) -> BoxFuture<'_, Result<Launched, LaunchError>> {
         async move {
             let program = self.resolved_program();
-            if let Some(secure) = &self.secure {
-                secure.verify(&program)?;
+            if let Some(secure) = self.secure.clone() {
+                let path = program.clone();
+                tokio::task::spawn_blocking(move || secure.verify(&path))
+                    .await
+                    .map_err(|e| LaunchError::Other(Box::new(e)))??;
             }
             let mut cmd = tokio::process::Command::new(&program);
             cmd.args(&self.args)

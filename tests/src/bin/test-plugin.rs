@@ -11,8 +11,9 @@
 //! | `linger` | ignores the shutdown request (keeps running after serving ends) |
 //! | `versioned` | serves KV at app versions 2 and 3 only (go-plugin's `VersionedPlugins`) |
 //!
-//! KV keys with special meaning: `get crash` aborts the process mid-call; `put stdio`
-//! writes numbered lines to stdout and stderr and logs through `tracing`.
+//! KV keys with special meaning: `get crash` aborts the process mid-call; `get whoami`
+//! answers the pod IP (`INTERCOM_POD_IP`); `get sleep` takes 30 s; `put stdio` writes
+//! numbered lines to stdout and stderr and logs through `tracing`.
 
 use std::time::Duration;
 
@@ -27,8 +28,17 @@ struct Kv;
 impl kv::kv_server::Kv for Kv {
     async fn get(&self, req: Request<kv::GetRequest>) -> Result<Response<kv::GetResponse>, Status> {
         let key = req.into_inner().key;
-        if key == "crash" {
-            std::process::abort();
+        match key.as_str() {
+            "crash" => std::process::abort(),
+            // Which replica answered (Kubernetes tests): its pod IP.
+            "whoami" => {
+                let who = std::env::var("INTERCOM_POD_IP").unwrap_or_default();
+                return Ok(Response::new(kv::GetResponse {
+                    value: who.into_bytes(),
+                }));
+            }
+            "sleep" => tokio::time::sleep(Duration::from_secs(30)).await,
+            _ => {}
         }
         let value = tokio::fs::read(format!("kv_{key}"))
             .await

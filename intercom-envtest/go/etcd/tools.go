@@ -1,0 +1,9 @@
+//go:build tools
+
+// Package tools keeps etcd's main package in the module graph so that `go mod tidy`
+// records every dependency it needs. It is never compiled.
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+)

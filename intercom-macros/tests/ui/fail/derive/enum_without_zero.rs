@@ -1,0 +1,7 @@
+#[derive(intercom::Enumeration)]
+pub enum Level {
+    Low = 1,
+    High = 2,
+}
+
+fn main() {}

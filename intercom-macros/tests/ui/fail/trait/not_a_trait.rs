@@ -1,0 +1,4 @@
+#[intercom::plugin]
+pub struct Greeter;
+
+fn main() {}

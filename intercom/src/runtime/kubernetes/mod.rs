@@ -1,0 +1,425 @@
+//! The Kubernetes runtime: the plugin runs as a Deployment + Service.
+//!
+//! Same [`Client`](crate::Client) API as the process runtime. The host creates the
+//! objects (or reattaches to existing ones), waits for a ready pod by watching, reads the
+//! handshake line from the pod's log, and connects with a [`ConnectMode`]. The broker is
+//! always multiplexed over the one host→pod connection (the plugin cannot dial the host),
+//! AutoMTLS is on by default, and each replica is its own connection, balanced per call.
+//!
+//! ```no_run
+//! # async fn f(kube: intercom::kube::Client, plugins: intercom::PluginSet) -> Result<(), intercom::ClientError> {
+//! use intercom::runtime::kubernetes::{KubernetesConfig, PluginWorkload};
+//! use intercom::{Client, ClientConfig, HandshakeConfig};
+//! const HANDSHAKE: HandshakeConfig = HandshakeConfig::new(1, "GREETER_PLUGIN", "hello");
+//!
+//! let (deployment, service) = PluginWorkload::new("registry.example/greeter:1").replicas(2).build("greeter");
+//! let client = Client::new(
+//!     ClientConfig::new(HANDSHAKE, plugins)
+//!         .kubernetes(KubernetesConfig::new(kube, "plugins").objects(deployment, service)),
+//! );
+//! let protocol = client.client().await?; // created, ready, handshaken, connected
+//! client.kill().await;                   // graceful shutdown, then Deployment + Service deleted
+//! # Ok(()) }
+//! ```
+
+mod balancer;
+mod discover;
+pub mod objects;
+mod pods;
+pub mod validate;
+
+use std::fmt;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+
+pub use discover::{DiscoveredPlugin, discover};
+pub use objects::PluginWorkload;
+pub(crate) use pods::{launch, reattach};
+
+/// Bundles what a launch needs from the Client.
+pub(crate) fn pods_context(
+    name: String,
+    env: Vec<(String, String)>,
+    identity: Option<crate::tls::Identity>,
+    host_versions: Vec<u32>,
+    timeout: Duration,
+    sync_stdout: Option<crate::client::Writer>,
+    sync_stderr: Option<crate::client::Writer>,
+) -> pods::LaunchContext {
+    pods::LaunchContext {
+        name,
+        env,
+        identity,
+        host_versions,
+        deadline: tokio::time::Instant::now() + timeout,
+        sync_stdout,
+        sync_stderr,
+    }
+}
+pub use validate::{ValidationError, ValidationErrorKind, validate_deployment, validate_service};
+
+/// How the host reaches the plugin's pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectMode {
+    /// Watch the Service's EndpointSlices and dial ready pod IPs directly, balancing calls
+    /// over all replicas (default when the host runs in the cluster).
+    Endpoints,
+    /// Dial `<service>.<namespace>.svc:<port>` (for meshes). One connection, through
+    /// whichever pod the Service picks.
+    ServiceDns,
+    /// Through the apiserver's port-forward, one forwarded connection per pod,
+    /// re-established if it drops (default outside the cluster).
+    PortForward,
+}
+
+impl ConnectMode {
+    /// `Endpoints` inside a cluster (`KUBERNETES_SERVICE_HOST` is set), else `PortForward`.
+    pub fn for_environment() -> Self {
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+            Self::Endpoints
+        } else {
+            Self::PortForward
+        }
+    }
+}
+
+/// Retry policy for object creation (kube's `DEFAULT_RETRY` shape).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    /// Attempts.
+    pub steps: u32,
+    /// First delay.
+    pub duration: Duration,
+    /// Delay multiplier.
+    pub factor: f64,
+    /// Random extra fraction of each delay.
+    pub jitter: f64,
+}
+
+/// 5 steps, 10 ms, factor 1.0, jitter 0.1.
+pub const DEFAULT_RETRY: Retry = Retry {
+    steps: 5,
+    duration: Duration::from_millis(10),
+    factor: 1.0,
+    jitter: 0.1,
+};
+
+/// Whether an API error is worth retrying: not NotFound, Forbidden, Invalid or
+/// MethodNotSupported (nor AlreadyExists/Conflict, which retrying cannot fix).
+pub fn is_retryable_kube_api_error(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => !matches!(status.code, 403 | 404 | 405 | 409 | 422),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+/// Where and what to run on Kubernetes.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct KubernetesConfig {
+    /// The client (its credentials need `deploy/rbac.yaml`'s permissions).
+    pub client: kube::Client,
+    /// The namespace.
+    pub namespace: String,
+    /// The plugin's Deployment (see [`PluginWorkload`] to build one).
+    pub deployment: Option<Deployment>,
+    /// The plugin's Service.
+    pub service: Option<Service>,
+    /// How to reach the pods (default [`ConnectMode::for_environment`]).
+    pub connect: ConnectMode,
+    /// Value of the `intercom.dev/host` label (default: the host pod's name, or the
+    /// hostname).
+    pub host_id: Option<String>,
+    /// Refuse image references without a `@sha256:` digest, and pods whose image digest
+    /// differs (the counterpart of [`SecureConfig`](crate::runtime::SecureConfig)).
+    pub require_image_digest: bool,
+    /// Also create a NetworkPolicy that admits only the host's pods to the plugin port.
+    pub network_policy: bool,
+    /// Reattach to this existing Deployment instead of creating one.
+    pub reattach: Option<String>,
+    /// With `reattach`: whether `kill` deletes the Deployment (default: only disconnect).
+    pub delete_on_kill: bool,
+    /// Retry policy for creates.
+    pub retry: Retry,
+    /// Owner of the plugin's Deployment, so the garbage collector removes the plugin with
+    /// it. Default: the host's own pod when it runs in one (downward-API env `POD_NAME` and
+    /// `POD_NAMESPACE`).
+    pub owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+}
+
+impl fmt::Debug for KubernetesConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KubernetesConfig")
+            .field("namespace", &self.namespace)
+            .field(
+                "deployment",
+                &self
+                    .deployment
+                    .as_ref()
+                    .and_then(|d| d.metadata.name.clone()),
+            )
+            .field("connect", &self.connect)
+            .field("reattach", &self.reattach)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubernetesConfig {
+    /// A config for `namespace`; add the objects with [`objects`](Self::objects).
+    pub fn new(client: kube::Client, namespace: impl Into<String>) -> Self {
+        Self {
+            client,
+            namespace: namespace.into(),
+            deployment: None,
+            service: None,
+            connect: ConnectMode::for_environment(),
+            host_id: None,
+            require_image_digest: false,
+            network_policy: false,
+            reattach: None,
+            delete_on_kill: false,
+            retry: DEFAULT_RETRY,
+            owner: None,
+        }
+    }
+
+    /// Makes `owner` (e.g. the host's pod) own the plugin's Deployment.
+    #[must_use]
+    pub fn owned_by(
+        mut self,
+        owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// Runs this Deployment and Service.
+    #[must_use]
+    pub fn objects(mut self, deployment: Deployment, service: Service) -> Self {
+        self.deployment = Some(deployment);
+        self.service = Some(service);
+        self
+    }
+
+    /// Builds the objects from `workload`, named `name`.
+    #[must_use]
+    pub fn workload(self, name: &str, workload: &PluginWorkload) -> Self {
+        let (d, s) = workload.build(name);
+        self.objects(d, s)
+    }
+
+    /// Chooses how to reach the pods.
+    #[must_use]
+    pub fn connect(mut self, mode: ConnectMode) -> Self {
+        self.connect = mode;
+        self
+    }
+
+    /// Sets the host id label.
+    #[must_use]
+    pub fn host_id(mut self, id: impl Into<String>) -> Self {
+        self.host_id = Some(id.into());
+        self
+    }
+
+    /// Requires digest-pinned images.
+    #[must_use]
+    pub fn require_image_digest(mut self, on: bool) -> Self {
+        self.require_image_digest = on;
+        self
+    }
+
+    /// Creates a NetworkPolicy admitting only the host's pods.
+    #[must_use]
+    pub fn network_policy(mut self, on: bool) -> Self {
+        self.network_policy = on;
+        self
+    }
+
+    /// Connects to the existing plugin Deployment `name` instead of creating one.
+    #[must_use]
+    pub fn reattach(mut self, name: impl Into<String>) -> Self {
+        self.reattach = Some(name.into());
+        self
+    }
+
+    /// With [`reattach`](Self::reattach): delete the Deployment on `kill`.
+    #[must_use]
+    pub fn delete_on_kill(mut self, on: bool) -> Self {
+        self.delete_on_kill = on;
+        self
+    }
+}
+
+/// Failures of the Kubernetes runtime. Each says what happened and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KubeError {
+    /// No Deployment was configured.
+    #[error("no Deployment configured: set KubernetesConfig::objects or ::workload")]
+    MissingDeployment,
+    /// No Service was configured.
+    #[error("no Service configured: set KubernetesConfig::objects or ::workload")]
+    MissingService,
+    /// The objects are invalid; nothing was created.
+    #[error("invalid plugin objects (nothing was created):\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid(Vec<ValidationError>),
+    /// An image reference lacks a digest while digests are required.
+    #[error(
+        "image {image:?} is not pinned by digest; use `name@sha256:<digest>` or turn off require_image_digest"
+    )]
+    ImageNotPinned {
+        /// The reference.
+        image: String,
+    },
+    /// A running pod's image is not the pinned one.
+    #[error(
+        "checksums did not match for pod {pod}: image {image:?} wants digest {expected}, but the pod runs {actual}"
+    )]
+    ChecksumsDoNotMatch {
+        /// The pod.
+        pod: String,
+        /// The reference.
+        image: String,
+        /// Wanted digest.
+        expected: String,
+        /// The pod's `imageID`.
+        actual: String,
+    },
+    /// An API call failed.
+    #[error("failed to {step}{}", forbidden_hint(source))]
+    Api {
+        /// What was being done.
+        step: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A pod cannot start: image pull, crash loop, config error or scheduling.
+    #[error("plugin pod {pod} cannot start: {reason}: {message}{}", log_tail(logs))]
+    PodFailed {
+        /// The pod.
+        pod: String,
+        /// `ErrImagePull`, `ImagePullBackOff`, `CrashLoopBackOff`, `CreateContainerConfigError`, `Unschedulable`, …
+        reason: String,
+        /// Kubernetes' message, plus what to do.
+        message: String,
+        /// The container's last log lines.
+        logs: String,
+    },
+    /// The Deployment did not progress in time.
+    #[error(
+        "plugin Deployment {deployment} failed to progress (ProgressDeadlineExceeded): {message}"
+    )]
+    ProgressDeadlineExceeded {
+        /// The Deployment.
+        deployment: String,
+        /// Kubernetes' message.
+        message: String,
+    },
+    /// The handshake line in the pod's log is invalid.
+    #[error("plugin pod {pod} printed an invalid handshake line")]
+    Handshake {
+        /// The pod.
+        pod: String,
+        /// What is wrong.
+        #[source]
+        source: crate::HandshakeError,
+    },
+    /// Connecting to a pod failed.
+    #[error("failed to connect to plugin pod {pod} at {address}")]
+    Connect {
+        /// The pod.
+        pod: String,
+        /// What was dialed.
+        address: String,
+        /// Why.
+        #[source]
+        source: crate::BoxError,
+    },
+    /// AutoMTLS set-up failed.
+    #[error("failed to set up AutoMTLS for pod {pod}")]
+    Tls {
+        /// The pod.
+        pod: String,
+        /// Why.
+        #[source]
+        source: crate::tls::TlsError,
+    },
+    /// The start timeout ran out.
+    #[error(
+        "timeout while starting plugin {deployment} on Kubernetes (waited {waited:?} in step `{step}`); raise ClientConfig::start_timeout if pods are slow to become ready"
+    )]
+    Timeout {
+        /// The Deployment.
+        deployment: String,
+        /// The step.
+        step: &'static str,
+        /// How long.
+        waited: Duration,
+    },
+    /// The Deployment disappeared.
+    #[error("plugin Deployment {deployment} was deleted")]
+    Deleted {
+        /// The Deployment.
+        deployment: String,
+    },
+    /// Reattach target does not exist.
+    #[error("no plugin Deployment {deployment} in namespace {namespace} to reattach to")]
+    NotFound {
+        /// The Deployment.
+        deployment: String,
+        /// The namespace.
+        namespace: String,
+    },
+}
+
+fn forbidden_hint(err: &kube::Error) -> &'static str {
+    match err {
+        kube::Error::Api(s) if s.code == 403 => {
+            ": forbidden; the host's credentials lack a permission: bind the Role in deploy/rbac.yaml to its ServiceAccount"
+        }
+        _ => "",
+    }
+}
+
+fn log_tail(logs: &str) -> String {
+    if logs.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\nlast lines of the container's log:\n{logs}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_errors() {
+        let api = |code| {
+            kube::Error::Api(Box::new(kube::core::Status {
+                code,
+                ..kube::core::Status::default()
+            }))
+        };
+        for code in [403, 404, 405, 409, 422] {
+            assert!(!is_retryable_kube_api_error(&api(code)), "{code}");
+        }
+        for code in [429, 500, 503, 504] {
+            assert!(is_retryable_kube_api_error(&api(code)), "{code}");
+        }
+        let forbidden = KubeError::Api {
+            step: "create Deployment greeter".into(),
+            source: api(403),
+        };
+        assert!(
+            forbidden.to_string().contains("deploy/rbac.yaml"),
+            "{forbidden}"
+        );
+    }
+}

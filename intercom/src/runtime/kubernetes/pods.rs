@@ -1,0 +1,1419 @@
+//! Launching, watching and connecting to the plugin's pods.
+//!
+//! One task watches the plugin's pods (and, in `Endpoints` mode, the Service's
+//! EndpointSlices). Each ready pod gets its own connection: its handshake line is read
+//! from the container log, its certificate pinned, and its channel and broker session
+//! join the [`Balancer`] and the broker group. Pods that stop being ready, restart or go
+//! away leave; new ones join, so rollouts and crashes need nothing from the host.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{AsyncBufReadExt, FutureExt, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::balancer::Balancer;
+use super::objects::{INSTANCE_LABEL, Injection, inject, owner_reference};
+use super::validate::{validate_deployment, validate_service};
+use super::{ConnectMode, KubeError, KubernetesConfig, Retry};
+use crate::broker::{Group, GrpcBroker};
+use crate::client::{Conn, Dialer, Writer, address_dialer, connect, pump_stdio};
+use crate::handshake::{Handshake, Network};
+use crate::runtime::{ExitInfo, PluginHandle};
+use crate::transport::{Io, TlsPair};
+
+/// What the Client hands the runtime for one launch.
+pub(crate) struct LaunchContext {
+    pub(crate) name: String,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) identity: Option<crate::tls::Identity>,
+    pub(crate) host_versions: Vec<u32>,
+    pub(crate) deadline: Instant,
+    pub(crate) sync_stdout: Option<Writer>,
+    pub(crate) sync_stderr: Option<Writer>,
+}
+
+/// A plugin running as a Deployment.
+pub(crate) struct KubePlugin {
+    deployments: Api<Deployment>,
+    services: Api<Service>,
+    pods: Api<Pod>,
+    namespace: String,
+    deployment: String,
+    service: String,
+    instance: String,
+    balancer: Arc<Balancer>,
+    group: Arc<Group>,
+    broker: GrpcBroker,
+    /// Pod name → its live connection.
+    legs: Mutex<HashMap<String, Leg>>,
+    exited: watch::Sender<bool>,
+    closed: CancellationToken,
+    delete_on_kill: bool,
+    watcher: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl std::fmt::Debug for KubePlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubePlugin")
+            .field("namespace", &self.namespace)
+            .field("deployment", &self.deployment)
+            .field("replicas_connected", &self.balancer.len())
+            .finish()
+    }
+}
+
+struct Leg {
+    /// Pod uid + container id: a restarted container is a new plugin process.
+    key: String,
+    conn: Conn,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for Leg {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.conn.broker.close();
+        if let Some(m) = &self.conn.mux {
+            m.close();
+        }
+    }
+}
+
+/// Start progress, reported by the watcher to the waiting `launch`.
+#[derive(Debug, Clone)]
+enum Start {
+    Waiting(&'static str),
+    Connected(u32),
+    /// The error, to be taken once by the waiting launch.
+    Failed(Arc<Mutex<Option<KubeError>>>),
+}
+
+fn failed(err: KubeError) -> Start {
+    Start::Failed(Arc::new(Mutex::new(Some(err))))
+}
+
+struct Shared {
+    plugin: Arc<KubePlugin>,
+    mode: ConnectMode,
+    identity: Option<crate::tls::Identity>,
+    host_versions: Vec<u32>,
+    client_name: String,
+    image: String,
+    require_digest: bool,
+    container: String,
+    start: watch::Sender<Start>,
+    stdout: Arc<tokio::sync::Mutex<Option<Writer>>>,
+    stderr: Arc<tokio::sync::Mutex<Option<Writer>>>,
+    /// Pods with a connection attempt in flight.
+    connecting: Mutex<HashSet<String>>,
+    /// Endpoints mode: ready addresses by pod name.
+    endpoints: Mutex<BTreeMap<String, String>>,
+    /// Latest pod objects.
+    seen: Mutex<BTreeMap<String, Pod>>,
+    /// Asks the watch loop to look at a pod again.
+    retry: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Replica keys another host took over; not reconnected while they last.
+    yielded: Mutex<HashSet<String>>,
+    /// Containers whose first log line was checked before they became ready.
+    checked: Mutex<HashSet<String>>,
+}
+
+/// Creates the objects and connects to the first ready replica.
+pub(crate) async fn launch(
+    config: &KubernetesConfig,
+    ctx: LaunchContext,
+) -> Result<(Conn, Arc<KubePlugin>, u32), KubeError> {
+    let mut deployment = config
+        .deployment
+        .clone()
+        .ok_or(KubeError::MissingDeployment)?;
+    let mut service = config.service.clone().ok_or(KubeError::MissingService)?;
+    let plugin = validate_deployment(&deployment).map_err(KubeError::Invalid)?;
+    validate_service(&service, &deployment, &plugin).map_err(KubeError::Invalid)?;
+    let image = plugin_image(&deployment, plugin.index);
+    if config.require_image_digest && digest_of(&image).is_none() {
+        return Err(KubeError::ImageNotPinned { image });
+    }
+    let instance = instance_id();
+    let host_pod = match &config.owner {
+        Some(owner) => Some(owner.clone()),
+        None => host_pod(&config.client).await,
+    };
+    let injection = Injection {
+        plugin_name: ctx.name.clone(),
+        host_id: config
+            .host_id
+            .clone()
+            .or_else(|| host_pod.as_ref().map(|o| o.name.clone()))
+            .unwrap_or_else(hostname),
+        instance: instance.clone(),
+        env: ctx.env.clone(),
+        protocol_versions: crate::handshake::format_versions(&ctx.host_versions),
+        owner: host_pod,
+    };
+    inject(&mut deployment, &mut service, &plugin, &injection);
+
+    let ns = config.namespace.as_str();
+    let deployments: Api<Deployment> = Api::namespaced(config.client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(config.client.clone(), ns);
+    let post = PostParams::default();
+    let created = with_retry(config.retry, || deployments.create(&post, &deployment))
+        .await
+        .map_err(|source| KubeError::Api {
+            step: format!("create the plugin Deployment in namespace {ns}"),
+            source,
+        })?;
+    let deployment_name = created.metadata.name.clone().unwrap_or_default();
+    tracing::debug!(plugin = %ctx.name, deployment = %deployment_name, "plugin Deployment created");
+    if service.metadata.name.is_none() {
+        service.metadata.name = Some(deployment_name.clone());
+    }
+    if let Some(owner) = owner_reference(&created) {
+        service
+            .metadata
+            .owner_references
+            .get_or_insert_with(Vec::new)
+            .push(owner);
+    }
+    let created_service = match with_retry(config.retry, || services.create(&post, &service)).await
+    {
+        Ok(s) => s,
+        Err(source) => {
+            let _ = deployments
+                .delete(&deployment_name, &DeleteParams::foreground())
+                .await;
+            return Err(KubeError::Api {
+                step: format!("create the plugin Service in namespace {ns}"),
+                source,
+            });
+        }
+    };
+    if config.network_policy {
+        create_network_policy(config, &deployment_name, &created, plugin.port).await;
+    }
+    if let Some(identity) = &ctx.identity {
+        store_identity(config, &deployment_name, &created, identity).await;
+    }
+    let kube_plugin = KubePlugin::new(
+        config,
+        deployment_name,
+        created_service.metadata.name.unwrap_or_default(),
+        instance,
+        true,
+    );
+    connect_all(config, kube_plugin, ctx, image, plugin.name, plugin.port).await
+}
+
+/// Connects to an existing plugin Deployment.
+pub(crate) async fn reattach(
+    config: &KubernetesConfig,
+    name: &str,
+    mut ctx: LaunchContext,
+) -> Result<(Conn, Arc<KubePlugin>, u32), KubeError> {
+    let ns = config.namespace.as_str();
+    let deployments: Api<Deployment> = Api::namespaced(config.client.clone(), ns);
+    let deployment = deployments
+        .get_opt(name)
+        .await
+        .map_err(|source| KubeError::Api {
+            step: format!("get plugin Deployment {name}"),
+            source,
+        })?
+        .ok_or_else(|| KubeError::NotFound {
+            deployment: name.into(),
+            namespace: ns.into(),
+        })?;
+    let plugin = validate_deployment(&deployment).map_err(KubeError::Invalid)?;
+    let instance = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get(INSTANCE_LABEL).cloned())
+        .ok_or_else(|| KubeError::NotFound {
+            deployment: name.into(),
+            namespace: ns.into(),
+        })?;
+    let image = plugin_image(&deployment, plugin.index);
+    if ctx.identity.is_some() {
+        // The plugin pinned the certificate of the host that launched it.
+        ctx.identity = Some(load_identity(config, name).await?);
+    }
+    let kube_plugin = KubePlugin::new(
+        config,
+        name.into(),
+        name.into(),
+        instance,
+        config.delete_on_kill,
+    );
+    connect_all(config, kube_plugin, ctx, image, plugin.name, plugin.port).await
+}
+
+impl KubePlugin {
+    fn new(
+        config: &KubernetesConfig,
+        deployment: String,
+        service: String,
+        instance: String,
+        delete_on_kill: bool,
+    ) -> Arc<Self> {
+        let ns = config.namespace.as_str();
+        let (broker, group) = GrpcBroker::group();
+        Arc::new(KubePlugin {
+            deployments: Api::namespaced(config.client.clone(), ns),
+            services: Api::namespaced(config.client.clone(), ns),
+            pods: Api::namespaced(config.client.clone(), ns),
+            namespace: ns.into(),
+            deployment,
+            service,
+            instance,
+            balancer: Arc::new(Balancer::default()),
+            group,
+            broker,
+            legs: Mutex::new(HashMap::new()),
+            exited: watch::channel(false).0,
+            closed: CancellationToken::new(),
+            delete_on_kill,
+            watcher: Mutex::new(None),
+        })
+    }
+
+    fn selector(&self) -> String {
+        format!("{INSTANCE_LABEL}={}", self.instance)
+    }
+
+    fn remove_leg(&self, pod: &str) {
+        if lock(&self.legs).remove(pod).is_some() {
+            self.balancer.remove(pod);
+            self.group.remove(pod);
+            tracing::debug!(deployment = %self.deployment, pod, "replica left");
+        }
+    }
+
+    fn mark_exited(&self) {
+        self.balancer.close();
+        let _ = self.exited.send(true);
+    }
+
+    /// Graceful shutdown of each replica, then (unless only reattached) delete the
+    /// Deployment in the foreground and wait until its pods and the Service are gone.
+    async fn shutdown_and_delete(&self) -> std::io::Result<()> {
+        if self.closed.is_cancelled() {
+            return Ok(());
+        }
+        self.closed.cancel();
+        let channels = if self.delete_on_kill {
+            self.balancer.channels()
+        } else {
+            // Only disconnecting (a reattached client): leave the plugin running.
+            Vec::new()
+        };
+        let shutdowns = channels.into_iter().map(|(_, ch)| async move {
+            let mut ctl = crate::proto::grpc_controller_client::GrpcControllerClient::new(ch);
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), ctl.shutdown(crate::proto::Empty {}))
+                    .await;
+        });
+        futures::future::join_all(shutdowns).await;
+        if let Some(w) = lock(&self.watcher).take() {
+            w.abort();
+        }
+        lock(&self.legs).clear();
+        self.broker.close();
+        self.mark_exited();
+        if !self.delete_on_kill {
+            return Ok(());
+        }
+        match self
+            .deployments
+            .delete(&self.deployment, &DeleteParams::foreground())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(std::io::Error::other(e)),
+        }
+        // The Service is owned by the Deployment, but delete it now rather than wait for
+        // the garbage collector.
+        let _ = self
+            .services
+            .delete(&self.service, &DeleteParams::background())
+            .await;
+        let gone = async {
+            wait_gone(&self.deployments, &self.deployment).await;
+            wait_gone(&self.services, &self.service).await;
+            let lp = ListParams::default().labels(&self.selector());
+            loop {
+                match self.pods.list(&lp).await {
+                    Ok(list) if list.items.is_empty() => break,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+                let stream = watcher(
+                    self.pods.clone(),
+                    watcher::Config::default()
+                        .labels(&self.selector())
+                        .timeout(5),
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.boxed().next()).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(120), gone)
+            .await
+            .map_err(|_| {
+                std::io::Error::other(format!(
+                    "plugin Deployment {} was not gone within 120 s",
+                    self.deployment
+                ))
+            })
+    }
+}
+
+impl Drop for KubePlugin {
+    fn drop(&mut self) {
+        if let Some(w) = lock(&self.watcher).take() {
+            w.abort();
+        }
+        if self.closed.is_cancelled() || !self.delete_on_kill {
+            return;
+        }
+        // Dropped without kill(): best effort, delete in the background if a runtime is
+        // there to do it (the garbage collector removes the Service and pods).
+        let deployments = self.deployments.clone();
+        let name = self.deployment.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let _ = deployments.delete(&name, &DeleteParams::foreground()).await;
+                });
+            }
+            Err(_) => tracing::warn!(
+                deployment = %self.deployment,
+                namespace = %self.namespace,
+                "plugin client dropped outside a tokio runtime; its Deployment is left running"
+            ),
+        }
+    }
+}
+
+async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let cond = kube::runtime::wait::await_condition(api.clone(), name, |o: Option<&K>| o.is_none());
+    let _ = cond.await;
+}
+
+impl PluginHandle for Arc<KubePlugin> {
+    fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.deployment)
+    }
+
+    fn wait(&self) -> futures::future::BoxFuture<'static, ExitInfo> {
+        let mut rx = self.exited.subscribe();
+        async move {
+            let _ = rx.wait_for(|e| *e).await;
+            ExitInfo::default()
+        }
+        .boxed()
+    }
+
+    fn exited(&self) -> bool {
+        *self.exited.borrow()
+    }
+
+    fn kill(&self) -> futures::future::BoxFuture<'_, std::io::Result<()>> {
+        self.shutdown_and_delete().boxed()
+    }
+
+    fn graceful_by_client(&self) -> bool {
+        false
+    }
+}
+
+async fn connect_all(
+    config: &KubernetesConfig,
+    plugin: Arc<KubePlugin>,
+    mut ctx: LaunchContext,
+    image: String,
+    container: String,
+    port: i32,
+) -> Result<(Conn, Arc<KubePlugin>, u32), KubeError> {
+    let (start_tx, mut start_rx) = watch::channel(Start::Waiting("waiting for a ready pod"));
+    let (retry_tx, retry_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let shared = Arc::new(Shared {
+        plugin: plugin.clone(),
+        mode: config.connect,
+        identity: ctx.identity.take(),
+        host_versions: ctx.host_versions.clone(),
+        client_name: ctx.name.clone(),
+        image,
+        require_digest: config.require_image_digest,
+        container,
+        start: start_tx,
+        stdout: Arc::new(tokio::sync::Mutex::new(ctx.sync_stdout.take())),
+        stderr: Arc::new(tokio::sync::Mutex::new(ctx.sync_stderr.take())),
+        connecting: Mutex::new(HashSet::new()),
+        endpoints: Mutex::new(BTreeMap::new()),
+        seen: Mutex::new(BTreeMap::new()),
+        retry: retry_tx,
+        yielded: Mutex::new(HashSet::new()),
+        checked: Mutex::new(HashSet::new()),
+    });
+    let task = tokio::spawn(watch_plugin(shared.clone(), retry_rx));
+    *lock(&plugin.watcher) = Some(task.abort_handle());
+    let outcome = tokio::time::timeout_at(ctx.deadline, async {
+        loop {
+            match &*start_rx.borrow_and_update() {
+                Start::Connected(v) => return Ok(*v),
+                Start::Failed(e) => {
+                    let taken = lock(e).take();
+                    return Err(taken.unwrap_or_else(|| KubeError::Deleted {
+                        deployment: plugin.deployment.clone(),
+                    }));
+                }
+                Start::Waiting(_) => {}
+            }
+            if start_rx.changed().await.is_err() {
+                return Err(KubeError::Deleted {
+                    deployment: plugin.deployment.clone(),
+                });
+            }
+        }
+    })
+    .await;
+    let version = match outcome {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            let _ = plugin.shutdown_and_delete().await;
+            return Err(e);
+        }
+        Err(_) => {
+            let step = match &*start_rx.borrow() {
+                Start::Waiting(step) => *step,
+                _ => "connecting",
+            };
+            let _ = plugin.shutdown_and_delete().await;
+            return Err(KubeError::Timeout {
+                deployment: plugin.deployment.clone(),
+                step,
+                waited: Duration::ZERO,
+            });
+        }
+    };
+    let conn = Conn {
+        channel: plugin.balancer.channel(),
+        broker: plugin.broker.clone(),
+        session: None,
+        pump_stdio: false,
+        mux: None,
+        network: Network::Tcp,
+        address: format!("{}.{}.svc:{port}", plugin.service, plugin.namespace),
+        tls: shared.identity.is_some(),
+        plugin_cert: None,
+    };
+    Ok((conn, plugin, version))
+}
+
+/// The plugin's watch loop: pods (and EndpointSlices in `Endpoints` mode) and the
+/// Deployment; runs until the plugin is killed or its Deployment deleted.
+async fn watch_plugin(
+    shared: Arc<Shared>,
+    mut retry_rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let plugin = shared.plugin.clone();
+    let pods = watcher(
+        plugin.pods.clone(),
+        watcher::Config::default().labels(&plugin.selector()),
+    )
+    .default_backoff()
+    .boxed();
+    let deployments = watcher(
+        plugin.deployments.clone(),
+        watcher::Config::default().fields(&format!("metadata.name={}", plugin.deployment)),
+    )
+    .default_backoff()
+    .boxed();
+    let slices = if shared.mode == ConnectMode::Endpoints {
+        let api: Api<EndpointSlice> =
+            Api::namespaced(plugin.pods.clone().into_client(), &plugin.namespace);
+        watcher(
+            api,
+            watcher::Config::default()
+                .labels(&format!("kubernetes.io/service-name={}", plugin.service)),
+        )
+        .default_backoff()
+        .boxed()
+    } else {
+        futures::stream::pending().boxed()
+    };
+    let retry_tx = shared.retry.clone();
+    let mut pods = pods;
+    let mut deployments = deployments;
+    let mut slices = slices;
+    let mut slice_state: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    loop {
+        tokio::select! {
+            () = plugin.closed.cancelled() => return,
+            ev = pods.next() => match ev {
+                Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    lock(&shared.seen).insert(name.clone(), pod);
+                    evaluate(&shared, &name, &retry_tx).await;
+                }
+                Some(Ok(watcher::Event::Delete(pod))) => {
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    lock(&shared.seen).remove(&name);
+                    plugin.remove_leg(&name);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => tracing::debug!(error = &err as &dyn std::error::Error, "pod watch error"),
+                None => return,
+            },
+            ev = deployments.next() => match ev {
+                Some(Ok(watcher::Event::Delete(_))) => {
+                    tracing::debug!(deployment = %plugin.deployment, "plugin Deployment deleted");
+                    plugin.mark_exited();
+                    let _ = shared.start.send(failed(KubeError::Deleted { deployment: plugin.deployment.clone() }));
+                    return;
+                }
+                Some(Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d))) => {
+                    if let Some(message) = progress_deadline_exceeded(&d)
+                        && matches!(&*shared.start.borrow(), Start::Waiting(_))
+                    {
+                        let _ = shared.start.send(failed(KubeError::ProgressDeadlineExceeded {
+                            deployment: plugin.deployment.clone(),
+                            message,
+                        }));
+                    }
+                }
+                _ => {}
+            },
+            ev = slices.next() => {
+                match ev {
+                    Some(Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s))) => {
+                        let key = s.metadata.name.clone().unwrap_or_default();
+                        slice_state.insert(key, ready_endpoints(&s));
+                    }
+                    Some(Ok(watcher::Event::Delete(s))) => {
+                        slice_state.remove(&s.metadata.name.clone().unwrap_or_default());
+                    }
+                    _ => continue,
+                }
+                let merged: BTreeMap<String, String> = slice_state.values().flat_map(|m| m.clone()).collect();
+                *lock(&shared.endpoints) = merged.clone();
+                let names: Vec<String> = lock(&shared.seen).keys().cloned().collect();
+                for name in names {
+                    evaluate(&shared, &name, &retry_tx).await;
+                }
+            }
+            Some(pod) = retry_rx.recv() => {
+                evaluate(&shared, &pod, &retry_tx).await;
+            }
+        }
+        if lock(&shared.seen).is_empty() && plugin.balancer.len() == 0 {
+            // Every pod is gone; if the Deployment is scaled to zero nothing comes back.
+            if let Ok(Some(d)) = plugin.deployments.get_opt(&plugin.deployment).await
+                && d.spec.as_ref().and_then(|s| s.replicas) == Some(0)
+            {
+                plugin.mark_exited();
+            }
+        }
+    }
+}
+
+/// Ready endpoint addresses by pod name.
+fn ready_endpoints(slice: &EndpointSlice) -> BTreeMap<String, String> {
+    slice
+        .endpoints
+        .iter()
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(false))
+        .filter_map(|e| {
+            let pod = e.target_ref.as_ref()?.name.clone()?;
+            let addr = e.addresses.first()?.clone();
+            Some((pod, addr))
+        })
+        .collect()
+}
+
+/// Looks at one pod: fail the start, connect, or disconnect.
+async fn evaluate(
+    shared: &Arc<Shared>,
+    name: &str,
+    retry: &tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    let plugin = &shared.plugin;
+    let Some(pod) = lock(&shared.seen).get(name).cloned() else {
+        plugin.remove_leg(name);
+        return;
+    };
+    let status = pod.status.clone().unwrap_or_default();
+    let container = status
+        .container_statuses
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == shared.container);
+    let starting = matches!(&*shared.start.borrow(), Start::Waiting(_));
+    if let Some((reason, message)) = pod_failure(&pod, container.as_ref()) {
+        if starting {
+            let logs = last_logs(&plugin.pods, name, &shared.container).await;
+            let err = KubeError::PodFailed {
+                pod: name.into(),
+                reason,
+                message,
+                logs,
+            };
+            let _ = shared.start.send(failed(err));
+        } else {
+            tracing::warn!(plugin = %shared.client_name, pod = name, %reason, %message, "plugin pod is failing");
+        }
+    }
+    let ready = pod_ready(&pod);
+    let key = format!(
+        "{}/{}",
+        pod.metadata.uid.clone().unwrap_or_default(),
+        container
+            .as_ref()
+            .and_then(|c| c.container_id.clone())
+            .unwrap_or_default()
+    );
+    let address = match shared.mode {
+        ConnectMode::Endpoints => lock(&shared.endpoints).get(name).cloned(),
+        _ => status.pod_ip.clone(),
+    };
+    let current = lock(&plugin.legs).get(name).map(|l| l.key.clone());
+    let running = container
+        .as_ref()
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some());
+    if starting && running && !ready && lock(&shared.checked).insert(key.clone()) {
+        // Not ready yet: if what it printed first is not a handshake, it never will be.
+        tokio::spawn(check_first_line(shared.clone(), name.to_string()));
+    }
+    if !ready || pod.metadata.deletion_timestamp.is_some() || address.is_none() {
+        plugin.remove_leg(name);
+        return;
+    }
+    if current.as_deref() == Some(key.as_str()) || lock(&shared.yielded).contains(&key) {
+        return;
+    }
+    if current.is_some() {
+        // Same pod, new container: a new plugin process with a new handshake.
+        plugin.remove_leg(name);
+    }
+    if !lock(&shared.connecting).insert(name.to_string()) {
+        return;
+    }
+    if starting {
+        let _ = shared.start.send(Start::Waiting(
+            "reading the handshake from the pod log and connecting",
+        ));
+    }
+    let shared = shared.clone();
+    let name = name.to_string();
+    let retry = retry.clone();
+    let image_id = container.and_then(|c| Some(c.image_id).filter(|s| !s.is_empty()));
+    tokio::spawn(async move {
+        let result = connect_pod(&shared, &name, address.unwrap_or_default(), key, image_id).await;
+        lock(&shared.connecting).remove(&name);
+        match result {
+            Ok(version) => {
+                if matches!(&*shared.start.borrow(), Start::Waiting(_)) {
+                    let _ = shared.start.send(Start::Connected(version));
+                }
+            }
+            Err(err) => {
+                let fatal = matches!(
+                    err,
+                    KubeError::Handshake { .. } | KubeError::ChecksumsDoNotMatch { .. }
+                );
+                if fatal && matches!(&*shared.start.borrow(), Start::Waiting(_)) {
+                    let _ = shared.start.send(failed(err));
+                } else {
+                    tracing::warn!(plugin = %shared.client_name, pod = %name, error = &err as &dyn std::error::Error, "failed to connect to plugin replica; retrying");
+                    let retry = retry.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        let _ = retry.send(name);
+                    });
+                }
+            }
+        }
+    });
+}
+
+/// Fails the start at once when a running, not-ready container's first line is not a
+/// handshake (a plugin built against another SDK, or one printing to stdout first).
+async fn check_first_line(shared: Arc<Shared>, pod: String) {
+    // Give a starting plugin a moment to print its line.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let params = LogParams {
+        container: Some(shared.container.clone()),
+        limit_bytes: Some(64 * 1024),
+        ..LogParams::default()
+    };
+    let Ok(Ok(text)) = tokio::time::timeout(
+        Duration::from_secs(5),
+        shared.plugin.pods.logs(&pod, &params),
+    )
+    .await
+    else {
+        return;
+    };
+    let Some(line) = text.lines().find(|l| !l.trim_start().starts_with('{')) else {
+        return;
+    };
+    if let Err(source) =
+        Handshake::parse(line).and_then(|h| h.validate(&shared.host_versions, true))
+    {
+        if matches!(&*shared.start.borrow(), Start::Waiting(_)) {
+            let _ = shared
+                .start
+                .send(failed(KubeError::Handshake { pod, source }));
+        }
+    }
+}
+
+/// Reads one pod's handshake, connects, and joins it to the balancer and broker.
+async fn connect_pod(
+    shared: &Arc<Shared>,
+    pod: &str,
+    address: String,
+    key: String,
+    image_id: Option<String>,
+) -> Result<u32, KubeError> {
+    let plugin = &shared.plugin;
+    if shared.require_digest
+        && let Some(expected) = digest_of(&shared.image)
+    {
+        let actual = image_id.clone().unwrap_or_default();
+        if !actual.ends_with(&expected) {
+            return Err(KubeError::ChecksumsDoNotMatch {
+                pod: pod.into(),
+                image: shared.image.clone(),
+                expected,
+                actual,
+            });
+        }
+    }
+    let params = LogParams {
+        follow: true,
+        container: Some(shared.container.clone()),
+        ..LogParams::default()
+    };
+    let stream = plugin
+        .pods
+        .log_stream(pod, &params)
+        .await
+        .map_err(|source| KubeError::Api {
+            step: format!("read the log of plugin pod {pod}"),
+            source,
+        })?;
+    let mut lines = stream.lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next().await {
+            match line {
+                // Log lines a plugin wrote before its handshake are not the handshake.
+                Ok(l) if l.trim_start().starts_with('{') => continue,
+                Ok(l) => return Some(l),
+                Err(_) => return None,
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    let handshake = Handshake::parse(&line)
+        .and_then(|h| h.validate(&shared.host_versions, true).map(|()| h))
+        .map_err(|source| KubeError::Handshake {
+            pod: pod.into(),
+            source,
+        })?;
+    let tls = match (&shared.identity, &handshake.server_cert) {
+        (Some(id), Some(cert)) => {
+            Some(TlsPair::new(id, cert).map_err(|source| KubeError::Tls {
+                pod: pod.into(),
+                source,
+            })?)
+        }
+        _ => None,
+    };
+    let port = handshake
+        .address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(crate::DEFAULT_SERVER_PORT);
+    let (dialer, target): (Dialer, String) = match shared.mode {
+        ConnectMode::Endpoints => {
+            let target = if address.contains(':') {
+                format!("[{address}]:{port}")
+            } else {
+                format!("{address}:{port}")
+            };
+            (address_dialer(Network::Tcp, target.clone()), target)
+        }
+        ConnectMode::ServiceDns => {
+            let target = format!("{}.{}.svc:{port}", plugin.service, plugin.namespace);
+            let t = target.clone();
+            let dial: Dialer = Arc::new(move || {
+                let t = t.clone();
+                Box::pin(async move {
+                    let s = tokio::net::TcpStream::connect(t).await?;
+                    let _ = s.set_nodelay(true);
+                    Ok(Io::Tcp(s))
+                })
+            });
+            (dial, target)
+        }
+        ConnectMode::PortForward => {
+            let pods = plugin.pods.clone();
+            let name = pod.to_string();
+            let dial: Dialer = Arc::new(move || {
+                let pods = pods.clone();
+                let name = name.clone();
+                Box::pin(async move { port_forward(&pods, &name, port).await })
+            });
+            (dial, format!("port-forward {pod}:{port}"))
+        }
+    };
+    let conn = connect(dialer, Network::Tcp, target.clone(), true, tls)
+        .await
+        .map_err(|source| KubeError::Connect {
+            pod: pod.into(),
+            address: target,
+            source,
+        })?;
+    let mut tasks = Vec::new();
+    if let Some(session) = &conn.session {
+        plugin.group.add(pod.to_string(), session.clone());
+        tasks.push(
+            tokio::spawn(session.clone().run_host(
+                crate::proto::grpc_broker_client::GrpcBrokerClient::new(conn.channel.clone()),
+            ))
+            .abort_handle(),
+        );
+    }
+    // Stdio must be consumed or the plugin's writes block; every replica's goes to the
+    // same writers.
+    tasks.push(
+        tokio::spawn(pump_shared_stdio(
+            conn.channel.clone(),
+            shared.stdout.clone(),
+            shared.stderr.clone(),
+            shared.client_name.clone(),
+            conn.broker.closed_token(),
+        ))
+        .abort_handle(),
+    );
+    // The rest of the log is the plugin's stderr: forward it into tracing.
+    {
+        let client_name = shared.client_name.clone();
+        let pod_name = pod.to_string();
+        tasks.push(
+            tokio::spawn(async move {
+                let mut parser = crate::logs::StderrParser::default();
+                while let Some(Ok(line)) = lines.next().await {
+                    let record = parser.parse(&line);
+                    crate::logs::emit_with(&client_name, Some(&pod_name), &record);
+                }
+            })
+            .abort_handle(),
+        );
+    }
+    // When the connection ends (pod gone, port-forward dropped), leave and look at the pod
+    // again: if it is still ready, reconnect. Unless another host took the plugin over (a
+    // reattach): then stay away rather than fight for it.
+    if let Some(session) = conn.session.clone() {
+        let shared2 = shared.clone();
+        let pod_name = pod.to_string();
+        let leg_key = key.clone();
+        let closed = conn.broker.closed_token();
+        tasks.push(
+            tokio::spawn(async move {
+                closed.cancelled().await;
+                if shared2.plugin.closed.is_cancelled() {
+                    return;
+                }
+                if session.was_replaced() {
+                    lock(&shared2.yielded).insert(leg_key);
+                    tracing::info!(plugin = %shared2.client_name, pod = %pod_name, "another host took over this plugin replica; not reconnecting");
+                } else {
+                    tracing::debug!(plugin = %shared2.client_name, pod = %pod_name, "connection to replica lost; reconnecting");
+                    let retry = shared2.retry.clone();
+                    let name = pod_name.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        let _ = retry.send(name);
+                    });
+                }
+                shared2.plugin.remove_leg(&pod_name);
+            })
+            .abort_handle(),
+        );
+    }
+    plugin
+        .balancer
+        .insert(pod.to_string(), conn.channel.clone());
+    lock(&plugin.legs).insert(pod.to_string(), Leg { key, conn, tasks });
+    tracing::debug!(plugin = %shared.client_name, pod, replicas = plugin.balancer.len(), "replica connected");
+    Ok(handshake.app_version)
+}
+
+async fn pump_shared_stdio(
+    channel: tonic::transport::Channel,
+    stdout: Arc<tokio::sync::Mutex<Option<Writer>>>,
+    stderr: Arc<tokio::sync::Mutex<Option<Writer>>>,
+    name: String,
+    closed: CancellationToken,
+) {
+    let out = SharedWriter(stdout);
+    let err = SharedWriter(stderr);
+    pump_stdio(channel, Box::new(out), Box::new(err), name, closed).await;
+}
+
+/// Several replicas writing into one optional writer.
+struct SharedWriter(Arc<tokio::sync::Mutex<Option<Writer>>>);
+
+impl tokio::io::AsyncWrite for SharedWriter {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let Ok(mut guard) = self.0.try_lock() else {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        };
+        match guard.as_mut() {
+            Some(w) => std::pin::Pin::new(w).poll_write(cx, buf),
+            None => std::task::Poll::Ready(Ok(buf.len())),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let Ok(mut guard) = self.0.try_lock() else {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        };
+        match guard.as_mut() {
+            Some(w) => std::pin::Pin::new(w).poll_flush(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A forwarded connection through the apiserver; keeps the forwarder alive.
+struct Forwarded {
+    stream: tokio::io::DuplexStream,
+    _forwarder: kube::api::Portforwarder,
+}
+
+impl tokio::io::AsyncRead for Forwarded {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Forwarded {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+async fn port_forward(pods: &Api<Pod>, pod: &str, port: u16) -> std::io::Result<Io> {
+    let mut forwarder = pods
+        .portforward(pod, &[port])
+        .await
+        .map_err(std::io::Error::other)?;
+    let stream = forwarder.take_stream(port).ok_or_else(|| {
+        std::io::Error::other(format!("port-forward to {pod}:{port} gave no stream"))
+    })?;
+    Ok(Io::Boxed(Box::pin(Forwarded {
+        stream,
+        _forwarder: forwarder,
+    })))
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A reason this pod cannot start (reason, message with what to do about it).
+fn pod_failure(
+    pod: &Pod,
+    container: Option<&k8s_openapi::api::core::v1::ContainerStatus>,
+) -> Option<(String, String)> {
+    if let Some(cond) = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        })
+        && cond.reason.as_deref() == Some("Unschedulable")
+    {
+        return Some((
+            "Unschedulable".into(),
+            format!(
+                "{}; check the node selector, resources and taints",
+                cond.message.clone().unwrap_or_default()
+            ),
+        ));
+    }
+    let waiting = container?.state.as_ref()?.waiting.as_ref()?;
+    let reason = waiting.reason.clone().unwrap_or_default();
+    let message = waiting.message.clone().unwrap_or_default();
+    let hint = match reason.as_str() {
+        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" => {
+            "the image cannot be pulled; check the image reference and imagePullSecrets"
+        }
+        "CrashLoopBackOff" => "the plugin keeps exiting; its last log lines say why",
+        "CreateContainerConfigError" | "CreateContainerError" => {
+            "the container spec refers to something missing (a ConfigMap, Secret or key)"
+        }
+        _ => return None,
+    };
+    Some((reason, format!("{message} ({hint})")))
+}
+
+fn progress_deadline_exceeded(d: &Deployment) -> Option<String> {
+    d.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| {
+            c.type_ == "Progressing"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        })
+        .map(|c| c.message.clone().unwrap_or_default())
+}
+
+async fn last_logs(pods: &Api<Pod>, pod: &str, container: &str) -> String {
+    for previous in [true, false] {
+        let params = LogParams {
+            container: Some(container.into()),
+            tail_lines: Some(20),
+            previous,
+            ..LogParams::default()
+        };
+        if let Ok(Ok(text)) =
+            tokio::time::timeout(Duration::from_secs(5), pods.logs(pod, &params)).await
+            && !text.trim().is_empty()
+        {
+            return text;
+        }
+    }
+    String::new()
+}
+
+fn plugin_image(d: &Deployment, index: usize) -> String {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.get(index))
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+/// The `sha256:…` digest of an image reference, if pinned.
+pub(crate) fn digest_of(image: &str) -> Option<String> {
+    image
+        .split_once('@')
+        .map(|(_, d)| d.to_string())
+        .filter(|d| d.starts_with("sha256:") && d.len() > "sha256:".len())
+}
+
+fn instance_id() -> String {
+    let mut bytes = [0u8; 6];
+    let _ = rustls::crypto::aws_lc_rs::default_provider()
+        .secure_random
+        .fill(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "host".into())
+}
+
+/// The host's own pod, when it runs in one (downward API: `POD_NAME` and
+/// `POD_NAMESPACE`), as an owner for the plugin's Deployment.
+async fn host_pod(
+    client: &kube::Client,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    let name = std::env::var("POD_NAME").ok()?;
+    let ns = std::env::var("POD_NAMESPACE").ok()?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    match pods.get(&name).await {
+        Ok(pod) => Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name,
+                uid: pod.metadata.uid?,
+                controller: Some(false),
+                block_owner_deletion: Some(false),
+            },
+        ),
+        Err(err) => {
+            tracing::warn!(
+                error = &err as &dyn std::error::Error,
+                "running in a pod but cannot read it; plugins will not be garbage-collected with the host"
+            );
+            None
+        }
+    }
+}
+
+/// The Secret holding the AutoMTLS identity the plugin's pods pin, so a host can reattach.
+fn identity_secret(deployment: &str) -> String {
+    format!("{deployment}-intercom-host")
+}
+
+async fn store_identity(
+    config: &KubernetesConfig,
+    name: &str,
+    deployment: &Deployment,
+    identity: &crate::tls::Identity,
+) {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(identity_secret(name)),
+            owner_references: owner_reference(deployment).map(|o| vec![o]),
+            labels: Some(
+                [(
+                    super::objects::MANAGED_BY_LABEL.to_string(),
+                    super::objects::MANAGED_BY.to_string(),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        data: Some(
+            [
+                (
+                    "cert.der".to_string(),
+                    ByteString(identity.cert_der().to_vec()),
+                ),
+                (
+                    "key.der".to_string(),
+                    ByteString(identity.private_key_pkcs8_der().to_vec()),
+                ),
+            ]
+            .into(),
+        ),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    };
+    let api: Api<Secret> = Api::namespaced(config.client.clone(), &config.namespace);
+    if let Err(err) = api.create(&PostParams::default(), &secret).await {
+        tracing::warn!(
+            error = &err as &dyn std::error::Error,
+            "failed to store the host identity; reattaching to this plugin with AutoMTLS will not work"
+        );
+    }
+}
+
+async fn load_identity(
+    config: &KubernetesConfig,
+    name: &str,
+) -> Result<crate::tls::Identity, KubeError> {
+    use k8s_openapi::api::core::v1::Secret;
+    let api: Api<Secret> = Api::namespaced(config.client.clone(), &config.namespace);
+    let secret_name = identity_secret(name);
+    let secret = api.get(&secret_name).await.map_err(|source| KubeError::Api {
+        step: format!("read the host identity Secret {secret_name} (AutoMTLS: the plugin only trusts the host that launched it)"),
+        source,
+    })?;
+    let data = secret.data.unwrap_or_default();
+    let field = |k: &str| data.get(k).map(|b| b.0.clone()).unwrap_or_default();
+    crate::tls::Identity::from_der(&field("cert.der"), &field("key.der")).map_err(|source| {
+        KubeError::Tls {
+            pod: secret_name,
+            source,
+        }
+    })
+}
+
+async fn create_network_policy(
+    config: &KubernetesConfig,
+    name: &str,
+    deployment: &Deployment,
+    port: i32,
+) {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let pod_labels = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let host_labels = std::env::var("INTERCOM_HOST_POD_LABELS").ok();
+    let from = match host_labels {
+        Some(labels) => {
+            serde_json::json!([{ "podSelector": { "matchLabels": parse_labels(&labels) } }])
+        }
+        None => {
+            serde_json::json!([{ "podSelector": { "matchLabels": { super::objects::HOST_LABEL: "none" } } }])
+        }
+    };
+    let policy: Result<NetworkPolicy, _> = serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": name,
+            "ownerReferences": owner_reference(deployment).into_iter().collect::<Vec<_>>(),
+            "labels": { super::objects::MANAGED_BY_LABEL: super::objects::MANAGED_BY },
+        },
+        "spec": {
+            "podSelector": { "matchLabels": pod_labels },
+            "policyTypes": ["Ingress"],
+            "ingress": [{ "from": from, "ports": [{ "port": port, "protocol": "TCP" }] }],
+        }
+    }));
+    if let Ok(policy) = policy {
+        let api: Api<NetworkPolicy> = Api::namespaced(config.client.clone(), &config.namespace);
+        if let Err(err) = api.create(&PostParams::default(), &policy).await {
+            tracing::warn!(
+                error = &err as &dyn std::error::Error,
+                "failed to create the plugin NetworkPolicy"
+            );
+        }
+    }
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    s.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+async fn with_retry<T, F, Fut>(retry: Retry, mut op: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut delay = retry.duration;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < retry.steps && super::is_retryable_kube_api_error(&e) => {
+                let mut jitter = [0u8; 1];
+                let _ = rustls::crypto::aws_lc_rs::default_provider()
+                    .secure_random
+                    .fill(&mut jitter);
+                let extra = delay.mul_f64(retry.jitter * f64::from(jitter[0]) / 255.0);
+                tokio::time::sleep(delay + extra).await;
+                delay = delay.mul_f64(retry.factor);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests() {
+        assert_eq!(
+            digest_of("greeter@sha256:abc").as_deref(),
+            Some("sha256:abc")
+        );
+        assert_eq!(digest_of("greeter:1"), None);
+        assert_eq!(digest_of("greeter@sha256:"), None);
+    }
+
+    #[tokio::test]
+    async fn retry_stops_on_non_retryable_errors() {
+        let mut calls = 0;
+        let res: Result<(), _> = with_retry(super::super::DEFAULT_RETRY, || {
+            calls += 1;
+            async {
+                Err(kube::Error::Api(Box::new(kube::core::Status {
+                    code: 403,
+                    ..kube::core::Status::default()
+                })))
+            }
+        })
+        .await;
+        assert!(res.is_err());
+        assert_eq!(calls, 1);
+        let mut calls = 0;
+        let res: Result<(), _> = with_retry(super::super::DEFAULT_RETRY, || {
+            calls += 1;
+            async {
+                Err(kube::Error::Api(Box::new(kube::core::Status {
+                    code: 503,
+                    ..kube::core::Status::default()
+                })))
+            }
+        })
+        .await;
+        assert!(res.is_err());
+        assert_eq!(calls, 5);
+    }
+}

@@ -1,0 +1,723 @@
+//! The Kubernetes runtime end to end, against a real control plane (intercom-envtest:
+//! etcd, kube-apiserver, kube-controller-manager, and a kubelet that runs pods as local
+//! processes). Each test works in its own namespace and asserts that nothing is left.
+//!
+//! With `INTERCOM_E2E_KUBECONFIG` set, the same tests run against that cluster instead
+//! (`tests/e2e-kind/run.sh` makes one with kind and loads the images).
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use intercom::runtime::kubernetes::{
+    ConnectMode, KubeError, KubernetesConfig, PluginWorkload, discover,
+};
+use intercom::tonic::transport::Channel;
+use intercom::{Client, ClientConfig, ClientError};
+use intercom_envtest::Env;
+use intercom_tests::{HANDSHAKE, counter, host_plugins, kv, reverse};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use tonic::{Request, Response, Status};
+
+const PLUGIN_IMAGE: &str = "intercom.test/test-plugin:1";
+const SLEEPER_IMAGE: &str = "intercom.test/sleeper:1";
+const TEST_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// One control plane for the whole test binary, on a runtime of its own so it outlives
+/// each test's runtime. Tests build their own clients from its config.
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let rt = RUNTIME.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime")
+        });
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                rt.block_on(
+                    Env::builder()
+                        .image(PLUGIN_IMAGE, env!("CARGO_BIN_EXE_test-plugin"))
+                        .image(SLEEPER_IMAGE, "/bin/sleep")
+                        .backoff_base(Duration::from_millis(500))
+                        .start(),
+                )
+                .unwrap_or_else(|e| panic!("envtest failed to start: {e}"))
+            })
+            .join()
+            .expect("env thread")
+        })
+    })
+}
+
+/// Endpoints mode dials pod IPs from EndpointSlices, which refuse loopback addresses: it
+/// needs the routed pod range `scripts/test.sh` sets up. Missing is a failure.
+fn require_routed_pod_range() {
+    if std::env::var_os("INTERCOM_E2E_KUBECONFIG").is_some() {
+        return;
+    }
+    assert!(
+        intercom_envtest::env::pod_cidr_from_env()
+            .ok()
+            .flatten()
+            .is_some(),
+        "INTERCOM_ENVTEST_POD_CIDR is not set: run the suite through scripts/test.sh"
+    );
+}
+
+/// The admin config of the cluster under test.
+fn cluster_config() -> kube::Config {
+    match std::env::var_os("INTERCOM_E2E_KUBECONFIG") {
+        Some(path) => {
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(path).expect("INTERCOM_E2E_KUBECONFIG");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    rt.block_on(kube::Config::from_custom_kubeconfig(
+                        kubeconfig,
+                        &kube::config::KubeConfigOptions::default(),
+                    ))
+                })
+                .join()
+                .expect("kubeconfig thread")
+            })
+            .expect("kubeconfig")
+        }
+        None => env().control_plane().kube_config(),
+    }
+}
+
+fn kube_client() -> kube::Client {
+    kube::Client::try_from(cluster_config()).expect("kube client")
+}
+
+/// A client that authenticates with a ServiceAccount token only.
+fn client_for_token(token: &str) -> kube::Client {
+    let mut value = http::HeaderValue::try_from(format!("Bearer {token}")).expect("token header");
+    value.set_sensitive(true);
+    let mut config = cluster_config();
+    config.auth_info = kube::config::AuthInfo::default();
+    config.headers.push((http::header::AUTHORIZATION, value));
+    kube::Client::try_from(config).expect("token client")
+}
+
+async fn namespace(client: &kube::Client, name: &str) -> String {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    api.create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    // The ServiceAccount admission plugin needs the namespace's default ServiceAccount.
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sas.get_opt("default").await.ok().flatten().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "default ServiceAccount never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    name.to_string()
+}
+
+fn config(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    workload: PluginWorkload,
+    mode: ConnectMode,
+) -> KubernetesConfig {
+    KubernetesConfig::new(client.clone(), ns)
+        .workload(name, &workload)
+        .connect(mode)
+}
+
+fn plugin_client(kube: KubernetesConfig) -> Client {
+    Client::new(
+        ClientConfig::new(HANDSHAKE, host_plugins())
+            .kubernetes(kube)
+            .start_timeout(Duration::from_secs(90)),
+    )
+}
+
+/// Nothing of the plugin's remains in `ns`.
+async fn assert_nothing_left(client: &kube::Client, ns: &str) {
+    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=intercom");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = deployments.list(&lp).await.unwrap().items.len();
+        let s = services.list(&lp).await.unwrap().items.len();
+        let p = pods.list(&lp).await.unwrap().items.len();
+        if d + s + p == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind in {ns}: {d} deployments, {s} services, {p} pods"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn kv_client(client: &Client) -> kv::kv_client::KvClient<Channel> {
+    client.client().await.unwrap().dispense("kv_grpc").unwrap()
+}
+
+async fn timed<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(TEST_TIMEOUT, f)
+        .await
+        .expect("test timed out");
+}
+
+#[tokio::test]
+async fn e2e_start_call_and_kill_leave_nothing_behind() {
+    timed(async {
+        let kube = kube_client();
+        require_routed_pod_range();
+        let ns = namespace(&kube, "e2e-basic").await;
+        for (mode, name) in [(ConnectMode::PortForward, "kv-pf"), (ConnectMode::Endpoints, "kv-ep")] {
+            // Watch for the pod turning Ready ourselves, to split start-up into "Kubernetes
+            // made the pod ready" and "what the SDK adds after that".
+            let pods: Api<Pod> = Api::namespaced(kube.clone(), &ns);
+            let label = format!("intercom.dev/plugin={name}");
+            let ready_at = tokio::spawn(async move {
+                use futures::{StreamExt, TryStreamExt};
+                let stream = kube::runtime::watcher(pods, kube::runtime::watcher::Config::default().labels(&label));
+                let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(stream));
+                while let Ok(Some(pod)) = stream.try_next().await {
+                    let ready = pod.status.and_then(|s| s.conditions).unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True");
+                    if ready {
+                        return Some(Instant::now());
+                    }
+                }
+                let _ = stream.next().await;
+                None
+            });
+            let started = Instant::now();
+            let client = plugin_client(config(&kube, &ns, name, PluginWorkload::new(PLUGIN_IMAGE), mode));
+            let protocol = client.client().await.unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+            let ready = started.elapsed();
+            protocol.ping().await.unwrap();
+            let mut kv = kv_client(&client).await;
+            kv.put(kv::PutRequest {
+                key: "k".into(),
+                value: b"v".to_vec(),
+            })
+            .await
+            .unwrap();
+            let got = kv.get(kv::GetRequest { key: "k".into() }).await.unwrap().into_inner().value;
+            assert!(got.starts_with(b"v\n\nWritten from plugin-rust-grpc"));
+            let first_call = started.elapsed();
+            let pod_ready = ready_at.await.ok().flatten().map(|t| t.duration_since(started));
+            eprintln!(
+                "{mode:?}: start() returned after {ready:?}; first call done after {first_call:?}; pod Ready after {pod_ready:?}; SDK overhead after ready {:?}",
+                pod_ready.map(|r| first_call.saturating_sub(r))
+            );
+            assert!(!client.exited());
+            client.kill().await;
+            client.kill().await; // twice is fine
+            assert!(client.exited());
+            assert!(kv.get(kv::GetRequest { key: "k".into() }).await.is_err());
+        }
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+struct Sum;
+
+#[tonic::async_trait]
+impl counter::add_helper_server::AddHelper for Sum {
+    async fn sum(
+        &self,
+        req: Request<counter::SumRequest>,
+    ) -> Result<Response<counter::SumResponse>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(counter::SumResponse { r: r.a + r.b }))
+    }
+}
+
+#[tokio::test]
+async fn e2e_callbacks_cross_the_pod_boundary_both_ways() {
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-broker").await;
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "counter",
+            PluginWorkload::new(PLUGIN_IMAGE),
+            ConnectMode::PortForward,
+        ));
+        let protocol = client.client().await.unwrap();
+        assert!(protocol.broker().is_multiplexed());
+        // Host serves AddHelper; the pod dials it through the broker on the one connection.
+        let mut counter: counter::counter_client::CounterClient<Channel> =
+            protocol.dispense("counter").unwrap();
+        for _ in 0..2 {
+            let id = protocol.broker().next_id();
+            let server = protocol
+                .broker()
+                .accept_and_serve(
+                    id,
+                    tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(
+                        Sum,
+                    )),
+                )
+                .unwrap();
+            counter
+                .put(counter::PutRequest {
+                    add_server: id,
+                    key: "x".into(),
+                    value: 1,
+                })
+                .await
+                .unwrap();
+            server.stop();
+        }
+        assert_eq!(
+            counter
+                .get(counter::GetRequest { key: "x".into() })
+                .await
+                .unwrap()
+                .into_inner()
+                .value,
+            2
+        );
+        // The pod serves Adder on a broker id; the host dials it.
+        let mut spawner: reverse::spawner_client::SpawnerClient<Channel> =
+            protocol.dispense("reverse").unwrap();
+        let id = spawner
+            .spawn(reverse::SpawnRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .broker_id;
+        let channel = protocol.broker().dial(id).await.unwrap();
+        let r = reverse::adder_client::AdderClient::new(channel)
+            .add(reverse::AddRequest { a: 40, b: 2 })
+            .await
+            .unwrap()
+            .into_inner()
+            .r;
+        assert_eq!(r, 42);
+        client.kill().await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn e2e_three_replicas_share_the_calls() {
+    timed(async {
+        let kube = kube_client();
+        require_routed_pod_range();
+        let ns = namespace(&kube, "e2e-replicas").await;
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "spread",
+            PluginWorkload::new(PLUGIN_IMAGE).replicas(3),
+            ConnectMode::Endpoints,
+        ));
+        let mut kv = kv_client(&client).await;
+        let mut seen = BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.len() < 3 {
+            assert!(Instant::now() < deadline, "calls reached only {seen:?}");
+            let who = kv
+                .get(kv::GetRequest {
+                    key: "whoami".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .value;
+            seen.insert(String::from_utf8_lossy(&who).into_owned());
+        }
+        client.kill().await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn e2e_a_replaced_pod_is_reconnected() {
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-replace").await;
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "replace",
+            PluginWorkload::new(PLUGIN_IMAGE),
+            ConnectMode::PortForward,
+        ));
+        let mut kv = kv_client(&client).await;
+        let before = kv
+            .get(kv::GetRequest {
+                key: "whoami".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .value;
+        // A call in flight when its pod is deleted fails...
+        let mut slow = kv.clone();
+        let call = tokio::spawn(async move {
+            slow.get(kv::GetRequest {
+                key: "sleep".into(),
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pods: Api<Pod> = Api::namespaced(kube.clone(), &ns);
+        for pod in pods
+            .list(&ListParams::default().labels("intercom.dev/plugin=replace"))
+            .await
+            .unwrap()
+            .items
+        {
+            pods.delete(
+                &pod.metadata.name.unwrap_or_default(),
+                &DeleteParams::default(),
+            )
+            .await
+            .unwrap();
+        }
+        let res = tokio::time::timeout(Duration::from_secs(20), call)
+            .await
+            .expect("in-flight call ends")
+            .unwrap();
+        assert!(res.is_err(), "the call on the deleted pod must fail");
+        // ...and the next one reaches the replacement, with nothing done by the host.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let after = loop {
+            match kv
+                .get(kv::GetRequest {
+                    key: "whoami".into(),
+                })
+                .await
+            {
+                Ok(r) => break r.into_inner().value,
+                Err(e) => assert!(Instant::now() < deadline, "no replacement: {e}"),
+            }
+        };
+        assert_ne!(before, after, "answered by the replacement pod");
+        assert!(!client.exited());
+        client.kill().await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn e2e_pod_failures_are_reported_fast_and_clean_up() {
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-failures").await;
+        // Unknown image.
+        let started = Instant::now();
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "noimage",
+            PluginWorkload::new("intercom.test/missing:1"),
+            ConnectMode::PortForward,
+        ));
+        match client.start().await {
+            Err(ClientError::Kubernetes(KubeError::PodFailed { reason, .. })) => {
+                assert!(
+                    reason == "ErrImagePull" || reason == "ImagePullBackOff",
+                    "{reason}"
+                );
+            }
+            other => panic!("unexpected: {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(60));
+        // A plugin that exits at once: CrashLoopBackOff, with its log.
+        let crashing = PluginWorkload::new(PLUGIN_IMAGE).env("INTERCOM_TEST_MODE", "exit-early");
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "crasher",
+            crashing,
+            ConnectMode::PortForward,
+        ));
+        match client.start().await {
+            Err(ClientError::Kubernetes(err @ KubeError::PodFailed { .. })) => {
+                let text = err.to_string();
+                assert!(text.contains("CrashLoopBackOff"), "{text}");
+                assert!(text.contains("configuration file is missing"), "{text}");
+            }
+            other => panic!("unexpected: {other:?}"),
+        }
+        // Garbage instead of a handshake.
+        let garbage = PluginWorkload::new(PLUGIN_IMAGE).env("INTERCOM_TEST_MODE", "garbage");
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "garbage",
+            garbage,
+            ConnectMode::PortForward,
+        ));
+        let started = Instant::now();
+        let err = client.start().await.expect_err("garbage handshake");
+        assert!(
+            matches!(err, ClientError::Kubernetes(KubeError::Handshake { .. })),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "took {:?}",
+            started.elapsed()
+        );
+        // Invalid objects: rejected before any API call.
+        let (mut d, s) = PluginWorkload::new(PLUGIN_IMAGE).build("invalid");
+        if let Some(spec) = d.spec.as_mut() {
+            spec.replicas = Some(0);
+        }
+        let client = plugin_client(KubernetesConfig::new(kube.clone(), &ns).objects(d, s));
+        assert!(matches!(
+            client.start().await,
+            Err(ClientError::Kubernetes(KubeError::Invalid(_)))
+        ));
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn e2e_image_digest_pinning() {
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-digest").await;
+        let client = plugin_client(
+            config(
+                &kube,
+                &ns,
+                "unpinned",
+                PluginWorkload::new(PLUGIN_IMAGE),
+                ConnectMode::PortForward,
+            )
+            .require_image_digest(true),
+        );
+        assert!(matches!(
+            client.start().await,
+            Err(ClientError::Kubernetes(KubeError::ImageNotPinned { .. }))
+        ));
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn e2e_host_pod_deletion_collects_its_plugins() {
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-gc").await;
+        let pods: Api<Pod> = Api::namespaced(kube.clone(), &ns);
+        let host: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "host"},
+            "spec": {"containers": [{"name": "host", "image": SLEEPER_IMAGE, "args": ["3600"]}]}
+        }))
+        .unwrap();
+        let host = pods.create(&PostParams::default(), &host).await.unwrap();
+        let owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: "host".into(),
+            uid: host.metadata.uid.clone().unwrap(),
+            ..Default::default()
+        };
+        let client = plugin_client(
+            config(
+                &kube,
+                &ns,
+                "owned",
+                PluginWorkload::new(PLUGIN_IMAGE),
+                ConnectMode::PortForward,
+            )
+            .owned_by(owner),
+        );
+        let mut kv = kv_client(&client).await;
+        kv.get(kv::GetRequest {
+            key: "whoami".into(),
+        })
+        .await
+        .unwrap();
+        pods.delete("host", &DeleteParams::default()).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !client.exited() {
+            assert!(
+                Instant::now() < deadline,
+                "the plugin outlived its host pod"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let started = Instant::now();
+        assert!(
+            kv.get(kv::GetRequest {
+                key: "whoami".into()
+            })
+            .await
+            .is_err()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a call on a dead plugin errors promptly"
+        );
+        client.kill().await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn e2e_discover_and_reattach() {
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-discover").await;
+        let first = plugin_client(config(
+            &kube,
+            &ns,
+            "found",
+            PluginWorkload::new(PLUGIN_IMAGE),
+            ConnectMode::PortForward,
+        ));
+        first.start().await.unwrap();
+        let found = discover(kube.clone(), &ns).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].name, "found");
+        assert_eq!(found[0].image, PLUGIN_IMAGE);
+        assert_eq!(found[0].protocol_versions, "1");
+        // Reattach by name; kill on it only disconnects.
+        let second = plugin_client(
+            KubernetesConfig::new(kube.clone(), &ns)
+                .reattach("found")
+                .connect(ConnectMode::PortForward),
+        );
+        let mut kv = kv_client(&second).await;
+        kv.get(kv::GetRequest {
+            key: "whoami".into(),
+        })
+        .await
+        .unwrap();
+        second.kill().await;
+        let deployments: Api<Deployment> = Api::namespaced(kube.clone(), &ns);
+        assert!(
+            deployments.get_opt("found").await.unwrap().is_some(),
+            "reattached kill must not delete"
+        );
+        first.kill().await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn e2e_least_privilege_rbac() {
+    timed(async {
+        let admin = kube_client();
+        let ns = namespace(&admin, "plugins").await;
+        // deploy/rbac.yaml as shipped.
+        let yaml =
+            std::fs::read_to_string(intercom_tests::workspace_root().join("deploy/rbac.yaml"))
+                .unwrap();
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+        for doc in docs {
+            match doc["kind"].as_str() {
+                Some("ServiceAccount") => {
+                    let sa: ServiceAccount = serde_json::from_value(doc).unwrap();
+                    Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
+                        .create(&PostParams::default(), &sa)
+                        .await
+                        .unwrap();
+                }
+                Some("Role") => {
+                    let r: Role = serde_json::from_value(doc).unwrap();
+                    Api::<Role>::namespaced(admin.clone(), &ns)
+                        .create(&PostParams::default(), &r)
+                        .await
+                        .unwrap();
+                }
+                Some("RoleBinding") => {
+                    let b: RoleBinding = serde_json::from_value(doc).unwrap();
+                    Api::<RoleBinding>::namespaced(admin.clone(), &ns)
+                        .create(&PostParams::default(), &b)
+                        .await
+                        .unwrap();
+                }
+                other => panic!("unexpected kind {other:?} in deploy/rbac.yaml"),
+            }
+        }
+        let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
+        let unbound: ServiceAccount =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "unbound"}})).unwrap();
+        sas.create(&PostParams::default(), &unbound).await.unwrap();
+        let token = |sa: &'static str| {
+            let sas = sas.clone();
+            async move {
+                let req =
+                    serde_json::from_value(serde_json::json!({"spec": {"audiences": []}})).unwrap();
+                sas.create_token_request(sa, &PostParams::default(), &req)
+                    .await
+                    .unwrap()
+                    .status
+                    .unwrap()
+                    .token
+            }
+        };
+        // Bound to the shipped Role: works end to end.
+        let host = client_for_token(&token("plugin-host").await);
+        let client = plugin_client(config(
+            &host,
+            &ns,
+            "rbac",
+            PluginWorkload::new(PLUGIN_IMAGE),
+            ConnectMode::PortForward,
+        ));
+        let mut kv = kv_client(&client).await;
+        kv.get(kv::GetRequest {
+            key: "whoami".into(),
+        })
+        .await
+        .unwrap();
+        client.kill().await;
+        assert_nothing_left(&admin, &ns).await;
+        // Without it: a clear 403, nothing left behind.
+        let nobody = client_for_token(&token("unbound").await);
+        let client = plugin_client(config(
+            &nobody,
+            &ns,
+            "rbac",
+            PluginWorkload::new(PLUGIN_IMAGE),
+            ConnectMode::PortForward,
+        ));
+        match client.start().await {
+            Err(ClientError::Kubernetes(err @ KubeError::Api { .. })) => {
+                let text = err.to_string();
+                assert!(
+                    text.contains("forbidden") && text.contains("deploy/rbac.yaml"),
+                    "{text}"
+                );
+            }
+            other => panic!("unexpected: {other:?}"),
+        }
+        assert_nothing_left(&admin, &ns).await;
+    })
+    .await;
+}

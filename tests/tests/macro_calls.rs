@@ -1,0 +1,72 @@
+//! Calls through a generated client: concurrency, errors, panics.
+
+mod macro_common;
+
+use intercom::tonic::Code;
+use macro_common::api::{Echo as _, EchoError};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_calls() {
+    macro_common::with_plugin(|echo| async move {
+        let calls = (0..1000u64).map(|n| {
+            let echo = echo.clone();
+            tokio::spawn(async move { (n, echo.slow_square(n, 20).await) })
+        });
+        let started = std::time::Instant::now();
+        for call in futures::future::join_all(calls).await {
+            let (n, result) = call.expect("the task ran");
+            assert_eq!(result.expect("the call succeeded"), n * n);
+        }
+        // 1000 calls of 20 ms each ran concurrently, not one after the other (20 s).
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_panicking_implementation_returns_internal_and_the_plugin_lives_on() {
+    macro_common::with_plugin(|echo| async move {
+        let status = echo.panic("boom".into()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Internal, "{status:?}");
+        assert!(
+            status.message().contains("`Panic` panicked: boom"),
+            "{status:?}"
+        );
+        // Same connection, next call.
+        assert_eq!(echo.slow_square(3, 0).await.unwrap(), 9);
+        let status = echo.panic("again".into()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(echo.slow_square(4, 0).await.unwrap(), 16);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn custom_error_types_cross_both_ways() {
+    macro_common::with_plugin(|echo| async move {
+        assert_eq!(echo.fallible(false).await, Ok(7));
+        // The plugin's `EchoError::Refused` became `permission_denied`, and the client's
+        // `From<Status>` turned it back into an `EchoError`.
+        assert_eq!(
+            echo.fallible(true).await,
+            Err(EchoError::Remote(
+                Code::PermissionDenied,
+                "asked to fail".into()
+            ))
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn clients_are_trait_objects() {
+    macro_common::with_plugin(|echo| async move {
+        let shared: std::sync::Arc<dyn macro_common::api::Echo> = std::sync::Arc::new(echo);
+        assert_eq!(shared.slow_square(5, 0).await.unwrap(), 25);
+    })
+    .await;
+}

@@ -1,0 +1,138 @@
+//! `Streaming<T>` arguments and results: server, client and bidirectional streams,
+//! cancellation, panics inside a stream.
+
+mod macro_common;
+
+use std::time::{Duration, Instant};
+
+use intercom::Streaming;
+use intercom::tonic::Code;
+use macro_common::api::Echo as _;
+
+#[tokio::test]
+async fn dropping_a_stream_frees_the_producer() {
+    macro_common::with_plugin(|echo| async move {
+        let mut values = echo.count().await.unwrap();
+        for expected in 0..100u64 {
+            assert_eq!(values.message().await.unwrap(), Some(expected));
+        }
+        assert_eq!(echo.producers().await.unwrap(), 1);
+        drop(values);
+        // The cancellation reaches the plugin, its stream is dropped, `send` fails and
+        // the producer task ends.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let running = echo.producers().await.unwrap();
+            if running == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{running} producer(s) still running"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Many cancelled streams leave nothing behind either.
+        for _ in 0..20 {
+            let mut values = echo.count().await.unwrap();
+            values.message().await.unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while echo.producers().await.unwrap() != 0 {
+            assert!(Instant::now() < deadline, "producers leaked");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_reader_holds_the_producer_back() {
+    macro_common::with_plugin(|echo| async move {
+        let mut pages = echo.pages(1024).await.unwrap();
+        assert_eq!(pages.message().await.unwrap().map(|p| p.len()), Some(1024));
+        // While nobody reads, the producer fills the channel and the HTTP/2 windows, then
+        // waits in `send`: the count of sent pages stops growing (unbounded, it would grow
+        // until memory ran out).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = echo.produced().await.unwrap();
+        let stalled = loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = echo.produced().await.unwrap();
+            if now == last {
+                break now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the producer never stalled ({now} pages)"
+            );
+            last = now;
+        };
+        // 64 KiB stream window + the channel: about 64 pages of 1 KiB.
+        assert!(
+            stalled < 1_000,
+            "the producer ran far ahead: {stalled} pages"
+        );
+        // Reading resumes it, and nothing was lost or reordered.
+        for n in 1..=stalled + 10 {
+            let page = pages.message().await.unwrap().expect("the stream goes on");
+            assert_eq!(page, vec![(n % 251) as u8; 1024]);
+        }
+        assert!(echo.produced().await.unwrap() > stalled);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_streaming_sums_and_errors_abort() {
+    macro_common::with_plugin(|echo| async move {
+        assert_eq!(echo.sum(Streaming::from_iter(1..=100)).await.unwrap(), 5050);
+        assert_eq!(echo.sum(Streaming::empty()).await.unwrap(), 0);
+        let (tx, values) = Streaming::channel(1);
+        let producer = tokio::spawn(async move {
+            for v in 0..10 {
+                tx.send(v).await.unwrap();
+            }
+        });
+        assert_eq!(echo.sum(values).await.unwrap(), 45);
+        producer.await.unwrap();
+
+        let failing = Streaming::new(futures::stream::iter([
+            Ok(1),
+            Err(intercom::Status::aborted("the source broke")),
+            Ok(2),
+        ]));
+        let status = echo.sum(failing).await.unwrap_err();
+        assert_eq!(status.code(), Code::Aborted);
+        assert_eq!(status.message(), "the source broke");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bidirectional_streams_answer_as_they_go() {
+    macro_common::with_plugin(|echo| async move {
+        let (tx, lines) = Streaming::channel(1);
+        let mut shouted = echo.shout(lines).await.unwrap();
+        for word in ["hello", "plugin", "world"] {
+            tx.send(word.to_owned()).await.unwrap();
+            assert_eq!(shouted.message().await.unwrap(), Some(word.to_uppercase()));
+        }
+        drop(tx);
+        assert_eq!(shouted.message().await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_stream_ends_it_with_internal() {
+    macro_common::with_plugin(|echo| async move {
+        let mut values = echo.panic_in_stream().await.unwrap();
+        assert_eq!(values.message().await.unwrap(), Some(1));
+        let status = values.message().await.unwrap_err();
+        assert_eq!(status.code(), Code::Internal, "{status:?}");
+        assert!(status.message().contains("panicked"), "{status:?}");
+        assert_eq!(echo.slow_square(2, 0).await.unwrap(), 4);
+    })
+    .await;
+}
