@@ -471,7 +471,7 @@ fn routed_pod_cidr() -> Result<intercom_envtest::PodCidr, BoxError> {
 #[tokio::test]
 async fn e2e_pod_cidr_endpointslice_lists_the_pod() -> TestResult {
     let cidr = routed_pod_cidr()?;
-    let result = with_timeout(async {
+    with_timeout(async {
         let env = start("pod-cidr", builder().pod_cidr(cidr)).await?;
         let client = env.client();
         Box::pin(create_echo_deployment(&client)).await?;
@@ -495,8 +495,7 @@ async fn e2e_pod_cidr_endpointslice_lists_the_pod() -> TestResult {
         check_port_forward(&pods, &pod.name_any()).await?;
         Ok(())
     })
-    .await;
-    result
+    .await
 }
 
 /// Unknown image: ErrImagePull, then ImagePullBackOff; logs explain.

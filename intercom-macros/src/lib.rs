@@ -64,7 +64,7 @@ use proc_macro::TokenStream;
 ///
 /// - `Send + Sync + 'static` supertraits (and no others), no generics, no associated items.
 /// - Every method is `async fn name(&self, arg: T, …) -> Result<R, E>`, not generic.
-///   `E` is [`intercom::Status`] or any type with `E: Into<Status>` (server side) and
+///   `E` is `intercom::Status` or any type with `E: Into<Status>` (server side) and
 ///   `E: From<Status>` (client side, for transport failures).
 /// - The trait is re-emitted in `async_trait`'s form (each method returns
 ///   `Pin<Box<dyn Future<Output = …> + Send + 'async_trait>>`), so `Arc<dyn Trait>` works;
@@ -126,9 +126,9 @@ use proc_macro::TokenStream;
 ///
 /// An argument `helper: Arc<dyn AddHelper>` (with `AddHelper` an `#[intercom::plugin]`
 /// trait) is served by the caller on a fresh broker id for **the duration of the call**; the
-/// callee dials it and gets an `Arc<dyn AddHelper>` backed by `AddHelperClient`. Once the call
-/// returns, the callback server stops: a callee that keeps the `Arc` gets `unavailable`
-/// errors afterwards. Callbacks nest (a callback may receive callbacks) and work in both
+/// callee dials it and gets an `Arc<dyn AddHelper>` backed by `AddHelperClient`. When the
+/// call returns, the callback server shuts down gracefully (calls in flight finish, the
+/// connection closes): a callee that keeps the `Arc` gets errors (`unavailable`) afterwards. Callbacks nest (a callback may receive callbacks) and work in both
 /// directions, because the broker rides the plugin connection.
 ///
 /// # Streaming

@@ -7,7 +7,7 @@
 //! supported). Types that can never work (`&str`, tuples, `usize`, …) are rejected here
 //! with a suggestion.
 
-use syn::{GenericArgument, Path, PathArguments, Type, TypeParamBound};
+use syn::{GenericArgument, PathArguments, Type, TypeParamBound};
 
 /// What is supported, for error messages.
 pub(crate) const SUPPORTED: &str = "supported: integers (i8, i16, i32, i64, u8, u16, u32, u64), f32, f64, bool, String, Vec<u8>, Bytes, Vec<T>, Option<T>, HashMap<K, V>, BTreeMap<K, V>, (), types deriving intercom::Message or intercom::Enumeration, Arc<dyn Trait> callbacks of #[intercom::plugin] traits (arguments), and intercom::Streaming<T>";
@@ -25,8 +25,8 @@ pub(crate) enum Shape {
     Repeated(Type),
     /// `HashMap<K, V>` / `BTreeMap<K, V>`: `map<K, V>`.
     Map(Type),
-    /// `Arc<dyn Trait>`: a broker id (`uint32`).
-    Callback(Path),
+    /// `Arc<dyn Trait>`: a broker id (`uint32`). Holds the `dyn Trait` as written.
+    Callback(Type),
 }
 
 /// A method argument or result: a value, or a stream of values.
@@ -199,8 +199,8 @@ fn is_u8(ty: Option<&Type>) -> bool {
         .is_some_and(|(name, args)| name == "u8" && args.is_empty())
 }
 
-/// The trait path of `dyn Trait` (only `dyn Path`, no extra bounds).
-fn callback_trait(arc: &Type, inner: &Type) -> syn::Result<Path> {
+/// The `dyn Trait` of `Arc<dyn Trait>` (only `dyn Path`, no extra bounds).
+fn callback_trait(arc: &Type, inner: &Type) -> syn::Result<Type> {
     let Type::TraitObject(object) = strip_group(inner) else {
         return Err(unsupported(
             arc,
@@ -212,7 +212,7 @@ fn callback_trait(arc: &Type, inner: &Type) -> syn::Result<Path> {
         _ => None,
     });
     match (traits.next(), traits.next(), object.bounds.len()) {
-        (Some(t), None, 1) if t.lifetimes.is_none() => Ok(t.path.clone()),
+        (Some(t), None, 1) if t.lifetimes.is_none() => Ok(strip_group(inner).clone()),
         _ => Err(syn::Error::new_spanned(
             inner,
             "write callbacks as `Arc<dyn Trait>` with no extra bounds: `Send + Sync + 'static` come from the plugin trait's supertraits",
@@ -263,9 +263,9 @@ fn shape(ty: &Type, position: Position) -> syn::Result<Shape> {
         }
         "Arc" => {
             let inner = one("Arc")?;
-            let path = callback_trait(ty, inner)?;
+            let object = callback_trait(ty, inner)?;
             if position == Position::Argument {
-                Ok(Shape::Callback(path))
+                Ok(Shape::Callback(object))
             } else {
                 Err(unsupported(
                     ty,
@@ -335,7 +335,7 @@ mod tests {
             Ok(Shape::Optional(_)) => "optional".into(),
             Ok(Shape::Repeated(_)) => "repeated".into(),
             Ok(Shape::Map(_)) => "map".into(),
-            Ok(Shape::Callback(p)) => format!("callback {}", quote::quote!(#p)),
+            Ok(Shape::Callback(t)) => format!("callback {}", display(&t)),
             Err(e) => e,
         }
     }
@@ -355,7 +355,7 @@ mod tests {
         assert_eq!(name(shape_of(parse_quote!(HashMap<String, i64>))), "map");
         assert_eq!(
             name(shape_of(parse_quote!(Arc<dyn AddHelper>))),
-            "callback AddHelper"
+            "callback dyn AddHelper"
         );
         assert_eq!(name(shape_of(parse_quote!(Point))), "singular");
     }

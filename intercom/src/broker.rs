@@ -258,16 +258,27 @@ impl GrpcBroker {
     ) -> Result<BrokerServer, BrokerError> {
         let listener = self.accept(id)?;
         let closed = self.closed_token();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
         let task = tokio::spawn(async move {
+            // Stopping is graceful (GOAWAY, in-flight calls finish) and reaches the
+            // connections already open, not only the accept loop.
+            let signal = async move {
+                tokio::select! {
+                    () = closed.cancelled() => {}
+                    () = stopped.cancelled() => {}
+                }
+            };
             tonic::transport::Server::builder()
                 .add_routes(routes)
-                .serve_with_incoming_shutdown(listener, closed.cancelled_owned())
+                .serve_with_incoming_shutdown(listener, signal)
                 .await
                 .map_err(|source| BrokerError::Serve { id, source })
         });
         Ok(BrokerServer {
             id,
-            task: Some(task),
+            stop: Some(stop),
+            _task: task,
         })
     }
 
@@ -1067,7 +1078,8 @@ impl tonic::transport::server::Connected for BrokerConn {
 #[must_use = "the brokered server stops when this handle is dropped"]
 pub struct BrokerServer {
     id: u32,
-    task: Option<tokio::task::JoinHandle<Result<(), BrokerError>>>,
+    stop: Option<CancellationToken>,
+    _task: tokio::task::JoinHandle<Result<(), BrokerError>>,
 }
 
 impl BrokerServer {
@@ -1083,14 +1095,14 @@ impl BrokerServer {
 
     /// Keeps serving until the broker closes, detached from this handle.
     pub fn detach(mut self) {
-        self.task.take();
+        self.stop.take();
     }
 }
 
 impl Drop for BrokerServer {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+        if let Some(stop) = self.stop.take() {
+            stop.cancel();
         }
     }
 }

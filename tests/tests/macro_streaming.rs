@@ -68,9 +68,10 @@ async fn a_slow_reader_holds_the_producer_back() {
             );
             last = now;
         };
-        // 64 KiB stream window + the channel: about 64 pages of 1 KiB.
+        // What is in flight is bounded by the channel, the HTTP/2 stream and connection
+        // windows and the socket/yamux buffers: a few MiB at most (about 2 MiB here).
         assert!(
-            stalled < 1_000,
+            stalled < 10_000,
             "the producer ran far ahead: {stalled} pages"
         );
         // Reading resumes it, and nothing was lost or reordered.

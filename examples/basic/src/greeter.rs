@@ -1,6 +1,6 @@
 //! The plugin glue for `greeter.Greeter`, written by hand.
 //!
-//! `#[intercom::plugin]` will generate all of this later. Each piece has a job:
+//! `#[intercom::plugin]` generates all of this (see `examples/greeter`). Each piece has a job:
 //!
 //! 1. [`proto`]: the protobuf messages and the tonic client and server that `build.rs`
 //!    generates from `proto/greeter.proto`. Only these gRPC names go over the wire.

@@ -19,7 +19,7 @@
 //! them and emits them again as its own `tracing` events, with target `intercom::plugin`.
 //! `RUST_LOG` filters them, as it does everything else (default `info`).
 //!
-//! [`greeter`] is the hand-written glue that `#[intercom::plugin]` will generate.
+//! [`greeter`] is the hand-written glue that `#[intercom::plugin]` generates (see `examples/greeter`).
 #![warn(missing_docs)]
 
 mod greeter;

@@ -9,6 +9,8 @@
 //! host: plugin asked for 3 + 3
 //! hits = 6
 //! $ cargo run -p counter -- apples 5 2   # key, first increment, number of puts
+//! $ cargo run -p counter -- --kubernetes # the plugin as a Deployment (envtest); the
+//!                                        # callbacks cross the pod boundary
 //! ```
 //!
 //! The host passes an `Arc<dyn AddHelper>` to [`Counter::put`]; the plugin cannot add by
@@ -73,6 +75,8 @@ async fn main() -> ExitCode {
         .collect();
     let result = if args.first().map(OsStr::new) == Some(OsStr::new(PLUGIN_ARG)) {
         plugin().await
+    } else if args.first().map(String::as_str) == Some("--kubernetes") {
+        host_with(&args[1..], true).await
     } else {
         host(&args).await
     };
@@ -156,6 +160,16 @@ impl AddHelper for HostAdder {
 /// `counter [KEY [FIRST [PUTS]]]`: puts FIRST, FIRST+1, … into KEY, PUTS times
 /// (defaults `hits 1 3`), printing the counter after each.
 async fn host(args: &[String]) -> Result<(), Box<dyn Error>> {
+    host_with(args, false).await
+}
+
+/// The image the test cluster maps to this executable (`--kubernetes`).
+const IMAGE: &str = "intercom.examples/counter:1";
+
+/// The host; with `kubernetes`, the plugin runs as a Deployment on a local test cluster
+/// (intercom-envtest; build its binaries once with
+/// `intercom-envtest/build-control-plane.sh`) and is reached through a port-forward.
+async fn host_with(args: &[String], kubernetes: bool) -> Result<(), Box<dyn Error>> {
     init_host_logging();
     let key = args.first().cloned().unwrap_or_else(|| "hits".to_owned());
     let first: i64 = match args.get(1) {
@@ -171,16 +185,31 @@ async fn host(args: &[String]) -> Result<(), Box<dyn Error>> {
         None => 3,
     };
     let exe = std::env::current_exe()?;
-    let client = Client::new(
-        ClientConfig::new(
-            CounterPlugin::HANDSHAKE,
-            PluginSet::new().with(PLUGIN_NAME, CounterPlugin::client()),
-        )
-        .launcher(ProcessLauncher::new(exe).arg(PLUGIN_ARG))
-        .name("counter"),
-    );
+    let config = ClientConfig::new(
+        CounterPlugin::HANDSHAKE,
+        PluginSet::new().with(PLUGIN_NAME, CounterPlugin::client()),
+    )
+    .name("counter");
+    // Kept alive until the plugin is gone.
+    let mut cluster = None;
+    let config = if kubernetes {
+        use intercom::runtime::kubernetes::{ConnectMode, KubernetesConfig, PluginWorkload};
+        let env = intercom_envtest::Env::builder()
+            .image(IMAGE, exe)
+            .start()
+            .await?;
+        let kube = KubernetesConfig::new(env.client(), "default")
+            .workload("counter", &PluginWorkload::new(IMAGE).arg(PLUGIN_ARG))
+            .connect(ConnectMode::PortForward);
+        cluster = Some(env);
+        config.kubernetes(kube)
+    } else {
+        config.launcher(ProcessLauncher::new(exe).arg(PLUGIN_ARG))
+    };
+    let client = Client::new(config);
     let result = count(&client, &key, first, puts).await;
     client.kill().await;
+    drop(cluster);
     result
 }
 

@@ -65,3 +65,12 @@ fn callback_errors_reach_the_host() {
     assert!(!ok, "the second put overflows\nstdout:\n{stdout}");
     assert!(stderr.contains("overflows"), "{stderr}");
 }
+
+#[test]
+fn callbacks_cross_the_pod_boundary_on_kubernetes() {
+    // A local control plane (intercom-envtest); the plugin runs as a Deployment and calls
+    // back into the host through the broker over the port-forwarded connection.
+    let (ok, stdout, stderr) = run(&["--kubernetes"]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.ends_with("hits = 6\n"), "stdout:\n{stdout}");
+}

@@ -6,7 +6,14 @@
 //! $ cargo run -p greeter -- Ferris
 //! Hello, Ferris! (from plugin pid 1235)
 //! $ cargo run -p greeter -- --proto      # the .proto text of the generated service
+//! $ cargo run -p greeter -- --kubernetes Ferris   # the plugin as a Deployment (envtest)
 //! ```
+//!
+//! `--kubernetes` starts a local test cluster (intercom-envtest: real etcd, kube-apiserver
+//! and kube-controller-manager, and a kubelet that runs pods as local processes; build its
+//! binaries once with `intercom-envtest/build-control-plane.sh`), runs the plugin as a
+//! Deployment + Service whose image maps to this executable, and greets through a
+//! port-forward, exactly as a host outside a real cluster would.
 //!
 //! - `greeter [NAME]` is the **host**: it starts this executable again as
 //!   `greeter plugin`, dispenses a [`GreeterClient`], calls `greet` like a local method,
@@ -54,6 +61,9 @@ async fn main() -> ExitCode {
         Some("--proto") => {
             print!("{}", GreeterPlugin::proto());
             Ok(())
+        }
+        Some("--kubernetes") => {
+            kubernetes_host(args.next().map(|n| n.to_string_lossy().into_owned())).await
         }
         _ => host(first.map(|n| n.to_string_lossy().into_owned())).await,
     };
@@ -117,6 +127,37 @@ async fn host(name: Option<String>) -> Result<(), Box<dyn Error>> {
     );
     let result = greet(&client, name.unwrap_or_else(|| "world".to_owned())).await;
     // Always stop the plugin, also after an error.
+    client.kill().await;
+    let message = result?;
+    writeln!(std::io::stdout().lock(), "{message}")?;
+    Ok(())
+}
+
+/// The image the test cluster maps to this executable.
+const IMAGE: &str = "intercom.examples/greeter:1";
+
+/// `greeter --kubernetes [NAME]`: the same, with the plugin running as a Deployment.
+async fn kubernetes_host(name: Option<String>) -> Result<(), Box<dyn Error>> {
+    use intercom::runtime::kubernetes::{ConnectMode, KubernetesConfig, PluginWorkload};
+    init_host_logging();
+    let env = intercom_envtest::Env::builder()
+        .image(IMAGE, std::env::current_exe()?)
+        .start()
+        .await?;
+    let workload = PluginWorkload::new(IMAGE).arg(PLUGIN_ARG);
+    let client = Client::new(
+        ClientConfig::new(
+            GreeterPlugin::HANDSHAKE,
+            PluginSet::new().with(PLUGIN_NAME, GreeterPlugin::client()),
+        )
+        .kubernetes(
+            KubernetesConfig::new(env.client(), "default")
+                .workload("greeter", &workload)
+                .connect(ConnectMode::PortForward),
+        ),
+    );
+    let result = greet(&client, name.unwrap_or_else(|| "world".to_owned())).await;
+    // Graceful shutdown of the pod, then the Deployment and Service are deleted.
     client.kill().await;
     let message = result?;
     writeln!(std::io::stdout().lock(), "{message}")?;

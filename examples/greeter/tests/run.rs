@@ -92,3 +92,11 @@ fn prints_the_proto() {
         "{stdout}"
     );
 }
+
+#[test]
+fn greets_through_a_plugin_running_on_kubernetes() {
+    // A local control plane (intercom-envtest); the plugin runs as a Deployment.
+    let (ok, stdout, stderr) = run(&["--kubernetes", "Ferris"]);
+    assert!(ok, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("Hello, Ferris!"), "stdout:\n{stdout}");
+}

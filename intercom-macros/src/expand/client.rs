@@ -102,10 +102,11 @@ fn method(service: &Service<'_>, method: &Method<'_>) -> TokenStream {
                 let ident = &field.ident;
                 match &field.shape {
                     Shape::Unit => prepare.push(quote!(let () = #ident;)),
-                    Shape::Callback(trait_path) => {
+                    Shape::Callback(object) => {
                         let guard = quote::format_ident!("__{}_server", field.name);
-                        prepare.push(quote_spanned! {field.ty.span()=>
-                            let #guard = self.core.serve_callback::<dyn #trait_path>(#ident)?;
+                        let plugin_trait = rt(krate, quote!(PluginTrait));
+                        prepare.push(quote! {
+                            let #guard = <#object as #plugin_trait>::serve(self.core.broker(), #ident)?;
                         });
                         values.push(quote!(#ident: #guard.id()));
                     }

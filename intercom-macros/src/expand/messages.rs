@@ -8,8 +8,7 @@
 //! `value = 1`; a streaming argument or result carries one item per message in field 1.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned as _;
+use quote::{format_ident, quote};
 use syn::{Ident, Path, Type};
 
 use super::glue::rt;
@@ -53,16 +52,22 @@ impl<'a> MessageField<'a> {
         }
     }
 
-    /// The field module of the runtime that encodes this shape.
-    fn module(&self) -> Option<Ident> {
-        let name = match self.shape {
+    /// `<T as ProtoValue>` / `<M as ProtoMap>`: what the runtime field operations are
+    /// called on (`T` is the element type), and the suffix naming the operations.
+    fn codec(&self, krate: &Path) -> Option<(TokenStream, &'static str)> {
+        let value = rt(krate, quote!(ProtoValue));
+        let (ty, kind) = match self.shape {
             Shape::Unit => return None,
-            Shape::Singular(_) | Shape::Callback(_) => "singular",
-            Shape::Optional(_) => "optional",
-            Shape::Repeated(_) => "repeated",
-            Shape::Map(_) => "map",
+            Shape::Singular(t) => (quote!(<#t as #value>), "singular"),
+            Shape::Callback(_) => (quote!(<::core::primitive::u32 as #value>), "singular"),
+            Shape::Optional(t) => (quote!(<#t as #value>), "optional"),
+            Shape::Repeated(t) => (quote!(<#t as #value>), "repeated"),
+            Shape::Map(t) => {
+                let map = rt(krate, quote!(ProtoMap));
+                (quote!(<#t as #map>), "map")
+            }
         };
-        Some(format_ident!("{}", name))
+        Some((ty, kind))
     }
 }
 
@@ -99,15 +104,23 @@ pub(crate) fn message_impls(
     let mut merges = Vec::new();
     let mut lens = Vec::new();
     for f in fields {
-        let Some(module) = f.module() else { continue };
-        let module = rt(krate, quote!(#module));
+        let Some((codec, kind)) = f.codec(krate) else {
+            continue;
+        };
+        let encode = format_ident!("encode_{}", kind);
+        let merge = format_ident!("merge_{}", kind);
+        let len = format_ident!("{}_len", kind);
         let ident = f.ident;
         let number = f.number;
-        let span = f.ty.span();
-        defaults.push(quote_spanned!(span=> #ident: ::core::default::Default::default()));
-        encodes.push(quote_spanned!(span=> #module::encode(#number, &self.#ident, __buf);));
-        merges.push(quote_spanned!(span=> #number => #module::merge(__wire_type, &mut self.#ident, __buf, __ctx),));
-        lens.push(quote_spanned!(span=> #module::encoded_len(#number, &self.#ident)));
+        let default = match f.shape {
+            Shape::Singular(_) | Shape::Callback(_) => quote!(#codec::field_default()),
+            _ => quote!(::core::default::Default::default()),
+        };
+        defaults.push(quote!(#ident: #default));
+        encodes.push(quote!(#codec::#encode(#number, &self.#ident, __buf);));
+        merges
+            .push(quote!(#number => #codec::#merge(__wire_type, &mut self.#ident, __buf, __ctx),));
+        lens.push(quote!(#codec::#len(#number, &self.#ident)));
     }
     let encoded_len = if lens.is_empty() {
         quote!(0)
@@ -167,18 +180,17 @@ pub(crate) fn proto_fields(
         let name = f.name;
         let number = f.number;
         let docs = &f.docs;
-        let span = f.ty.span();
-        match f.shape {
-            Shape::Unit => quote!(#builder.reserved(#name, #number);),
-            Shape::Singular(t) => quote_spanned!(span=> #builder.singular::<#t>(#name, #number, &[#(#docs),*]);),
-            Shape::Optional(t) => quote_spanned!(span=> #builder.optional::<#t>(#name, #number, &[#(#docs),*]);),
-            Shape::Repeated(t) => quote_spanned!(span=> #builder.repeated::<#t>(#name, #number, &[#(#docs),*]);),
-            Shape::Map(t) => quote_spanned!(span=> #builder.map::<#t>(#name, #number, &[#(#docs),*]);),
-            Shape::Callback(path) => {
+        match (&f.shape, f.codec(krate)) {
+            (Shape::Unit, _) | (_, None) => quote!(#builder.reserved(#name, #number);),
+            (Shape::Callback(object), _) => {
                 let plugin_trait = rt(krate, quote!(PluginTrait));
-                quote_spanned! {span=>
-                    #builder.callback(#name, #number, &[#(#docs),*], <dyn #path as #plugin_trait>::SERVICE_NAME);
+                quote! {
+                    #builder.callback(#name, #number, &[#(#docs),*], <#object as #plugin_trait>::SERVICE_NAME);
                 }
+            }
+            (_, Some((codec, kind))) => {
+                let describe = format_ident!("describe_{}", kind);
+                quote!(#codec::#describe(#builder, #name, #number, &[#(#docs),*]);)
             }
         }
     });

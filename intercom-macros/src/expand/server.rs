@@ -123,10 +123,10 @@ fn bind_argument(service: &Service<'_>, field: &Field) -> TokenStream {
     let ident = &field.ident;
     match &field.shape {
         Shape::Unit => quote!(let #ident = ();),
-        Shape::Callback(path) => {
-            let dial = rt(krate, quote!(dial_callback));
-            quote_spanned! {field.ty.span()=>
-                let #ident = #dial::<dyn #path>(::core::option::Option::as_ref(&__broker), #ident).await?;
+        Shape::Callback(object) => {
+            let plugin_trait = rt(krate, quote!(PluginTrait));
+            quote! {
+                let #ident = <#object as #plugin_trait>::dial(::core::clone::Clone::clone(&__broker), #ident).await?;
             }
         }
         _ => TokenStream::new(),

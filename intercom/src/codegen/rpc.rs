@@ -47,6 +47,20 @@ pub trait PluginTrait: Send + Sync + 'static {
 
     /// The generated client over `channel`, as a trait object.
     fn client(channel: Channel, broker: GrpcBroker) -> Arc<Self>;
+
+    /// Serves `this` on a fresh id of `broker` until the returned handle is dropped (the
+    /// caller's side of a callback argument).
+    ///
+    /// # Errors
+    /// `failed_precondition` without a broker, `unavailable` if the broker is closed.
+    fn serve(broker: Option<&GrpcBroker>, this: Arc<Self>) -> Result<CallbackServer, Status> {
+        serve_callback(broker, this)
+    }
+
+    /// Dials the callback the peer serves on broker id `id` (the callee's side).
+    fn dial(broker: Option<GrpcBroker>, id: u32) -> BoxFuture<Result<Arc<Self>, Status>> {
+        Box::pin(async move { dial_callback(broker.as_ref(), id).await })
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -211,17 +225,6 @@ impl ClientCore {
             },
         );
         Ok(Streaming::new(merged).map_values(value))
-    }
-
-    /// Serves `callback` on a fresh broker id until the returned handle is dropped.
-    ///
-    /// # Errors
-    /// `failed_precondition` without a broker, `unavailable` if the broker is closed.
-    pub fn serve_callback<P: PluginTrait + ?Sized>(
-        &self,
-        callback: Arc<P>,
-    ) -> Result<CallbackServer, Status> {
-        serve_callback(self.broker.as_ref(), callback)
     }
 }
 

@@ -21,7 +21,7 @@ use prost::encoding::{
     encode_varint, encoded_len_varint, key_len, skip_field,
 };
 
-use super::proto_text::ProtoFile;
+use super::proto_text::{MessageBuilder, ProtoFile};
 
 /// A Rust type that is one protobuf value.
 ///
@@ -58,6 +58,87 @@ pub trait ProtoValue: Default + Send + Sync + 'static {
     /// # Errors
     /// Malformed or out-of-range input.
     fn merge_value(&mut self, buf: &mut impl Buf, ctx: DecodeContext) -> Result<(), DecodeError>;
+
+    // The field operations, as provided methods: generated code calls them as
+    // `<T as ProtoValue>::…`, so a type that is not a `ProtoValue` gets one error (the
+    // same diagnostic at the same span, deduplicated), not one per generic function.
+
+    /// The default of a singular field.
+    fn field_default() -> Self {
+        Self::default()
+    }
+    /// [`singular::encode`].
+    fn encode_singular(tag: u32, value: &Self, buf: &mut impl BufMut) {
+        singular::encode(tag, value, buf);
+    }
+    /// [`singular::merge`].
+    ///
+    /// # Errors
+    /// As [`singular::merge`].
+    fn merge_singular(
+        wire_type: WireType,
+        value: &mut Self,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        singular::merge(wire_type, value, buf, ctx)
+    }
+    /// [`singular::encoded_len`].
+    fn singular_len(tag: u32, value: &Self) -> usize {
+        singular::encoded_len(tag, value)
+    }
+    /// [`optional::encode`].
+    fn encode_optional(tag: u32, value: &Option<Self>, buf: &mut impl BufMut) {
+        optional::encode(tag, value, buf);
+    }
+    /// [`optional::merge`].
+    ///
+    /// # Errors
+    /// As [`optional::merge`].
+    fn merge_optional(
+        wire_type: WireType,
+        value: &mut Option<Self>,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        optional::merge(wire_type, value, buf, ctx)
+    }
+    /// [`optional::encoded_len`].
+    fn optional_len(tag: u32, value: &Option<Self>) -> usize {
+        optional::encoded_len(tag, value)
+    }
+    /// [`repeated::encode`].
+    fn encode_repeated(tag: u32, values: &[Self], buf: &mut impl BufMut) {
+        repeated::encode(tag, values, buf);
+    }
+    /// [`repeated::merge`].
+    ///
+    /// # Errors
+    /// As [`repeated::merge`].
+    fn merge_repeated(
+        wire_type: WireType,
+        values: &mut Vec<Self>,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        repeated::merge(wire_type, values, buf, ctx)
+    }
+    /// [`repeated::encoded_len`].
+    fn repeated_len(tag: u32, values: &[Self]) -> usize {
+        repeated::encoded_len(tag, values)
+    }
+    /// Describes a singular field in the `.proto` text.
+    fn describe_singular(message: &mut MessageBuilder<'_>, name: &str, number: u32, doc: &[&str]) {
+        message.singular::<Self>(name, number, doc);
+    }
+    /// Describes an `optional` field in the `.proto` text.
+    fn describe_optional(message: &mut MessageBuilder<'_>, name: &str, number: u32, doc: &[&str]) {
+        message.optional::<Self>(name, number, doc);
+    }
+    /// Describes a `repeated` field in the `.proto` text.
+    fn describe_repeated(message: &mut MessageBuilder<'_>, name: &str, number: u32, doc: &[&str]) {
+        message.repeated::<Self>(name, number, doc);
+    }
 }
 
 /// A decode error with a description (prost deprecated the constructor for users, but it
@@ -435,6 +516,31 @@ pub trait ProtoMap: Default + Send + Sync + 'static {
     fn entries(&self) -> impl Iterator<Item = (&Self::Key, &Self::Value)>;
     /// Inserts one entry (a later duplicate key wins, as in protobuf).
     fn insert_entry(&mut self, key: Self::Key, value: Self::Value);
+
+    /// [`map::encode`] (a provided method for the reason given on [`ProtoValue`]).
+    fn encode_map(tag: u32, map: &Self, buf: &mut impl BufMut) {
+        map::encode(tag, map, buf);
+    }
+    /// [`map::merge`].
+    ///
+    /// # Errors
+    /// As [`map::merge`].
+    fn merge_map(
+        wire_type: WireType,
+        map: &mut Self,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        map::merge(wire_type, map, buf, ctx)
+    }
+    /// [`map::encoded_len`].
+    fn map_len(tag: u32, map: &Self) -> usize {
+        map::encoded_len(tag, map)
+    }
+    /// Describes the field in the `.proto` text.
+    fn describe_map(message: &mut MessageBuilder<'_>, name: &str, number: u32, doc: &[&str]) {
+        message.map::<Self>(name, number, doc);
+    }
 }
 
 impl<K, V, S> ProtoMap for HashMap<K, V, S>

@@ -776,12 +776,11 @@ async fn check_first_line(shared: Arc<Shared>, pod: String) {
     };
     if let Err(source) =
         Handshake::parse(line).and_then(|h| h.validate(&shared.host_versions, true))
+        && matches!(&*shared.start.borrow(), Start::Waiting(_))
     {
-        if matches!(&*shared.start.borrow(), Start::Waiting(_)) {
-            let _ = shared
-                .start
-                .send(failed(KubeError::Handshake { pod, source }));
-        }
+        let _ = shared
+            .start
+            .send(failed(KubeError::Handshake { pod, source }));
     }
 }
 

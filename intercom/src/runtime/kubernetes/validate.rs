@@ -432,6 +432,13 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    type Patch = Box<dyn FnOnce(&mut serde_json::Value)>;
+    type Case = (
+        &'static str,
+        Patch,
+        Vec<(&'static str, ValidationErrorKind)>,
+    );
+
     fn kinds(errors: Vec<ValidationError>) -> Vec<(String, ValidationErrorKind)> {
         errors.into_iter().map(|e| (e.field, e.kind)).collect()
     }
@@ -439,11 +446,7 @@ mod tests {
     #[test]
     fn deployment_rules() {
         use ValidationErrorKind as K;
-        let cases: Vec<(
-            &str,
-            Box<dyn FnOnce(&mut serde_json::Value)>,
-            Vec<(&str, K)>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             ("valid", Box::new(|_| {}), vec![]),
             (
                 "zero replicas",
@@ -588,11 +591,7 @@ mod tests {
                 port: 50077
             }
         );
-        let cases: Vec<(
-            &str,
-            Box<dyn FnOnce(&mut serde_json::Value)>,
-            Vec<(&str, K)>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             ("valid", Box::new(|_| {}), vec![]),
             (
                 "named target port",
