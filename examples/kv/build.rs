@@ -1,4 +1,7 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    intercom_build::compile_protos(&["kv.proto"], &["proto"])?;
+    intercom_build::configure()
+        .handshake(1, "BASIC_PLUGIN", "hello")
+        .plugin("kv_grpc", "proto.KV")
+        .compile(&["proto/kv.proto"], &["proto"])?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod handshake;
+pub mod include;
 pub mod logs;
 pub mod proto;
 pub mod stdio;

@@ -24,6 +24,19 @@ use tonic::{Request, Response, Status};
 
 const PLUGIN_IMAGE: &str = "intercom.test/test-plugin:1";
 const SLEEPER_IMAGE: &str = "intercom.test/sleeper:1";
+/// The test plugin pinned by a digest that is not its own.
+const WRONG_DIGEST_IMAGE: &str = "intercom.test/test-plugin@sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The test plugin pinned by its real digest (envtest's kubelet reports the executable's
+/// sha256 as the pod's imageID).
+fn pinned_image() -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(env!("CARGO_BIN_EXE_test-plugin")).expect("test plugin");
+    format!(
+        "intercom.test/test-plugin@sha256:{}",
+        hex::encode(sha2::Sha256::digest(bytes))
+    )
+}
 const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// One control plane for the whole test binary, on a runtime of its own so it outlives
@@ -45,6 +58,8 @@ fn env() -> &'static Env {
                     Env::builder()
                         .image(PLUGIN_IMAGE, env!("CARGO_BIN_EXE_test-plugin"))
                         .image(SLEEPER_IMAGE, "/bin/sleep")
+                        .image(WRONG_DIGEST_IMAGE, env!("CARGO_BIN_EXE_test-plugin"))
+                        .image(pinned_image(), env!("CARGO_BIN_EXE_test-plugin"))
                         .backoff_base(Duration::from_millis(500))
                         .start(),
                 )
@@ -194,7 +209,7 @@ async fn e2e_start_call_and_kill_leave_nothing_behind() {
             let pods: Api<Pod> = Api::namespaced(kube.clone(), &ns);
             let label = format!("intercom.dev/plugin={name}");
             let ready_at = tokio::spawn(async move {
-                use futures::{StreamExt, TryStreamExt};
+                use futures::TryStreamExt;
                 let stream = kube::runtime::watcher(pods, kube::runtime::watcher::Config::default().labels(&label));
                 let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(stream));
                 while let Ok(Some(pod)) = stream.try_next().await {
@@ -203,7 +218,6 @@ async fn e2e_start_call_and_kill_leave_nothing_behind() {
                         return Some(Instant::now());
                     }
                 }
-                let _ = stream.next().await;
                 None
             });
             let started = Instant::now();
@@ -718,6 +732,139 @@ async fn e2e_least_privilege_rbac() {
             other => panic!("unexpected: {other:?}"),
         }
         assert_nothing_left(&admin, &ns).await;
+    })
+    .await;
+}
+
+mod recorder {
+    //! Records the host's `tracing` events (one global subscriber for this test binary).
+    use std::sync::{Arc, Mutex, OnceLock};
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct Event {
+        pub(crate) level: Option<tracing::Level>,
+        pub(crate) plugin: String,
+        pub(crate) pod: String,
+        pub(crate) message: String,
+    }
+
+    impl Visit for Event {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            match field.name() {
+                "plugin" => self.plugin = value.into(),
+                "pod" => self.pod = value.into(),
+                "message" => self.message = value.into(),
+                _ => {}
+            }
+        }
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            let text = format!("{value:?}").trim_matches('"').to_string();
+            match field.name() {
+                "plugin" => self.plugin = text,
+                "pod" => self.pod = text,
+                "message" => self.message = text,
+                _ => {}
+            }
+        }
+    }
+
+    struct Layer(Arc<Mutex<Vec<Event>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Layer {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            if event.metadata().target() != intercom::logs::PLUGIN_LOG_TARGET {
+                return;
+            }
+            let mut e = Event {
+                level: Some(*event.metadata().level()),
+                ..Event::default()
+            };
+            event.record(&mut e);
+            if let Ok(mut v) = self.0.lock() {
+                v.push(e);
+            }
+        }
+    }
+
+    pub(crate) fn events() -> Arc<Mutex<Vec<Event>>> {
+        static EVENTS: OnceLock<Arc<Mutex<Vec<Event>>>> = OnceLock::new();
+        EVENTS
+            .get_or_init(|| {
+                let events = Arc::new(Mutex::new(Vec::new()));
+                let subscriber = tracing_subscriber::registry().with(Layer(events.clone()));
+                tracing::subscriber::set_global_default(subscriber)
+                    .expect("one subscriber per test binary");
+                events
+            })
+            .clone()
+    }
+}
+
+#[tokio::test]
+async fn e2e_plugin_logs_reach_the_host_with_the_pod_name() {
+    timed(async {
+        let events = recorder::events();
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-logs").await;
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "logger",
+            PluginWorkload::new(PLUGIN_IMAGE),
+            ConnectMode::PortForward,
+        ));
+        let mut kv = kv_client(&client).await;
+        // `put stdio` makes the test plugin log `log-1..3` (info) and `log-warn` (warn).
+        kv.put(kv::PutRequest {
+            key: "stdio".into(),
+            value: b"v".to_vec(),
+        })
+        .await
+        .unwrap();
+        let pods: Api<Pod> = Api::namespaced(kube.clone(), &ns);
+        let pod = pods
+            .list(&ListParams::default().labels("intercom.dev/plugin=logger"))
+            .await
+            .unwrap()
+            .items
+            .remove(0)
+            .metadata
+            .name
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let found = loop {
+            let got: Vec<recorder::Event> = events
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|e| e.plugin == "logger" && e.message.starts_with("log-"))
+                .cloned()
+                .collect();
+            if got.iter().any(|e| e.message == "log-warn") {
+                break got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "plugin logs never reached the host: {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(found.iter().all(|e| e.pod == pod), "{found:?}");
+        let levels: Vec<(String, Option<tracing::Level>)> =
+            found.iter().map(|e| (e.message.clone(), e.level)).collect();
+        assert_eq!(
+            levels,
+            vec![
+                ("log-1".into(), Some(tracing::Level::INFO)),
+                ("log-2".into(), Some(tracing::Level::INFO)),
+                ("log-3".into(), Some(tracing::Level::INFO)),
+                ("log-warn".into(), Some(tracing::Level::WARN)),
+            ]
+        );
+        client.kill().await;
+        assert_nothing_left(&kube, &ns).await;
     })
     .await;
 }

@@ -11,7 +11,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs the example with `args`; returns (success, stdout, stderr).
 fn run(args: &[&str]) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_counter"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_counter-traits"))
         .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
