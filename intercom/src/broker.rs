@@ -9,6 +9,7 @@
 //! - **classic**: the accepting side opens a listener per id and sends its address
 //!   (`ConnInfo`) to the dialer. Kept for go-plugin peers that do not multiplex.
 
+use crate::sync::lock;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::pin::Pin;
@@ -935,12 +936,6 @@ pub(crate) fn endpoint() -> Endpoint {
     Endpoint::from_static("http://localhost")
         .connect_timeout(BROKER_TIMEOUT)
         .tcp_nodelay(true)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means another task panicked mid-update of plain maps; the
-    // data is still usable.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Wraps raw accepted connections in TLS (when on), handshaking each in its own task so

@@ -1,6 +1,7 @@
 //! Host side: [`Client`] launches a plugin, performs the handshake, connects, and hands
 //! out typed clients through [`ClientProtocol::dispense`].
 
+use crate::sync::lock;
 use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -1341,8 +1342,4 @@ pub async fn cleanup_clients() {
         Client { inner }.kill().await;
     });
     futures::future::join_all(kills).await;
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

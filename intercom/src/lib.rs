@@ -27,6 +27,7 @@ mod mux;
 pub mod plugin;
 pub mod runtime;
 pub mod serve;
+mod sync;
 pub mod transport;
 
 pub use broker::{BrokerError, BrokerListener, BrokerServer, GrpcBroker};

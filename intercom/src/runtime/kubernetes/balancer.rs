@@ -5,6 +5,7 @@
 //! channel handed to typed clients talks HTTP/2 to an in-process proxy that forwards each
 //! request to the next replica's channel, round robin.
 
+use crate::sync::lock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -121,8 +122,4 @@ impl Balancer {
         });
         crate::broker::endpoint().connect_with_connector_lazy(connector)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

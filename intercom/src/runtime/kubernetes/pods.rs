@@ -6,6 +6,7 @@
 //! join the [`Balancer`] and the broker group. Pods that stop being ready, restart or go
 //! away leave; new ones join, so rollouts and crashes need nothing from the host.
 
+use crate::sync::lock;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -1366,10 +1367,6 @@ where
             Err(e) => return Err(e),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
