@@ -259,6 +259,36 @@ impl ClientConfig {
         self
     }
 
+    /// The environment the host gives the plugin (go-plugin's order): cookie, port range
+    /// (process runtime), offered versions, multiplexing request, AutoMTLS certificate.
+    fn plugin_env(
+        &self,
+        host_versions: &[u32],
+        ports: Option<(u16, u16)>,
+        multiplex: bool,
+        identity: Option<&crate::tls::Identity>,
+    ) -> Vec<(String, String)> {
+        let mut env = vec![(
+            self.handshake.magic_cookie_key.to_string(),
+            self.handshake.magic_cookie_value.to_string(),
+        )];
+        if let Some((min, max)) = ports {
+            env.push(("PLUGIN_MIN_PORT".into(), min.to_string()));
+            env.push(("PLUGIN_MAX_PORT".into(), max.to_string()));
+        }
+        env.push((
+            serve_env::PROTOCOL_VERSIONS.into(),
+            format_versions(host_versions),
+        ));
+        if multiplex {
+            env.push((serve_env::MULTIPLEX_GRPC.into(), "true".into()));
+        }
+        if let Some(id) = identity {
+            env.push((serve_env::CLIENT_CERT.into(), id.cert_pem()));
+        }
+        env
+    }
+
     fn versions(&self) -> BTreeMap<u32, PluginSet> {
         let mut all = self.versioned_plugins.clone();
         if !self.plugins.is_empty() || all.is_empty() {
@@ -547,24 +577,12 @@ impl Client {
         } else {
             None
         };
-        let mut env = vec![
-            (
-                config.handshake.magic_cookie_key.to_string(),
-                config.handshake.magic_cookie_value.to_string(),
-            ),
-            ("PLUGIN_MIN_PORT".into(), config.port_range.0.to_string()),
-            ("PLUGIN_MAX_PORT".into(), config.port_range.1.to_string()),
-            (
-                serve_env::PROTOCOL_VERSIONS.into(),
-                format_versions(&host_versions),
-            ),
-        ];
-        if config.multiplex != Multiplex::Off {
-            env.push((serve_env::MULTIPLEX_GRPC.into(), "true".into()));
-        }
-        if let Some(id) = &identity {
-            env.push((serve_env::CLIENT_CERT.into(), id.cert_pem()));
-        }
+        let env = config.plugin_env(
+            &host_versions,
+            Some(config.port_range),
+            config.multiplex != Multiplex::Off,
+            identity.as_ref(),
+        );
         let Some(launcher) = config.launcher.clone() else {
             return Err(ClientError::Config);
         };
@@ -746,21 +764,8 @@ impl Client {
         } else {
             None
         };
-        let mut env = vec![
-            (
-                config.handshake.magic_cookie_key.to_string(),
-                config.handshake.magic_cookie_value.to_string(),
-            ),
-            (
-                serve_env::PROTOCOL_VERSIONS.into(),
-                format_versions(&host_versions),
-            ),
-            // Only one port of the pod is reachable: the broker must ride it.
-            (serve_env::MULTIPLEX_GRPC.into(), "true".into()),
-        ];
-        if let Some(id) = &identity {
-            env.push((serve_env::CLIENT_CERT.into(), id.cert_pem()));
-        }
+        // Only one port of the pod is reachable: the broker must ride it.
+        let env = config.plugin_env(&host_versions, None, true, identity.as_ref());
         let started = Instant::now();
         let ctx = k8s::pods_context(
             name.clone(),

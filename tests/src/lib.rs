@@ -77,6 +77,21 @@ impl GrpcPlugin for Glue {
     }
 }
 
+/// The host-side `proto.AddHelper` the counter tests serve through the broker: `a + b`.
+#[derive(Debug, Clone, Copy)]
+pub struct Sum;
+
+#[tonic::async_trait]
+impl counter::add_helper_server::AddHelper for Sum {
+    async fn sum(
+        &self,
+        req: tonic::Request<counter::SumRequest>,
+    ) -> Result<tonic::Response<counter::SumResponse>, tonic::Status> {
+        let r = req.into_inner();
+        Ok(tonic::Response::new(counter::SumResponse { r: r.a + r.b }))
+    }
+}
+
 /// The host's plugin map for the test plugin and go-plugin's fixtures.
 pub fn host_plugins() -> intercom::PluginSet {
     intercom::PluginSet::new()

@@ -8,20 +8,6 @@ use intercom::runtime::ProcessLauncher;
 use intercom::tonic::transport::Channel;
 use intercom::{Client, ClientConfig, Multiplex};
 use intercom_tests::{HANDSHAKE, counter, host_plugins, reverse};
-use tonic::{Request, Response, Status};
-
-struct Sum;
-
-#[tonic::async_trait]
-impl counter::add_helper_server::AddHelper for Sum {
-    async fn sum(
-        &self,
-        req: Request<counter::SumRequest>,
-    ) -> Result<Response<counter::SumResponse>, Status> {
-        let r = req.into_inner();
-        Ok(Response::new(counter::SumResponse { r: r.a + r.b }))
-    }
-}
 
 async fn both_directions(multiplex: Multiplex, mtls: bool) {
     let dir = tempfile::tempdir().unwrap();
@@ -48,7 +34,9 @@ async fn both_directions(multiplex: Multiplex, mtls: bool) {
         let server = broker
             .accept_and_serve(
                 id,
-                tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(Sum)),
+                tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(
+                    intercom_tests::Sum,
+                )),
             )
             .unwrap();
         counter

@@ -20,7 +20,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use tonic::{Request, Response, Status};
 
 const PLUGIN_IMAGE: &str = "intercom.test/test-plugin:1";
 const SLEEPER_IMAGE: &str = "intercom.test/sleeper:1";
@@ -251,19 +250,6 @@ async fn e2e_start_call_and_kill_leave_nothing_behind() {
     .await;
 }
 
-struct Sum;
-
-#[tonic::async_trait]
-impl counter::add_helper_server::AddHelper for Sum {
-    async fn sum(
-        &self,
-        req: Request<counter::SumRequest>,
-    ) -> Result<Response<counter::SumResponse>, Status> {
-        let r = req.into_inner();
-        Ok(Response::new(counter::SumResponse { r: r.a + r.b }))
-    }
-}
-
 #[tokio::test]
 async fn e2e_callbacks_cross_the_pod_boundary_both_ways() {
     timed(async {
@@ -288,7 +274,7 @@ async fn e2e_callbacks_cross_the_pod_boundary_both_ways() {
                 .accept_and_serve(
                     id,
                     tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(
-                        Sum,
+                        intercom_tests::Sum,
                     )),
                 )
                 .unwrap();

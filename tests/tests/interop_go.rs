@@ -9,7 +9,6 @@ use intercom::runtime::ProcessLauncher;
 use intercom::tonic::transport::Channel;
 use intercom::{Client, ClientConfig, ClientError, HandshakeConfig, HandshakeError, Multiplex};
 use intercom_tests::{HANDSHAKE, counter, go_fixture, host_plugins, kv, pid_running, reverse};
-use tonic::{Request, Response, Status};
 
 const COMBOS: [(bool, bool); 4] = [(false, false), (false, true), (true, false), (true, true)];
 
@@ -222,19 +221,6 @@ fn go_plugin_client(name: &str, dir: &Path, mux: bool, mtls: bool) -> Client {
     )
 }
 
-struct Sum;
-
-#[tonic::async_trait]
-impl counter::add_helper_server::AddHelper for Sum {
-    async fn sum(
-        &self,
-        req: Request<counter::SumRequest>,
-    ) -> Result<Response<counter::SumResponse>, Status> {
-        let r = req.into_inner();
-        Ok(Response::new(counter::SumResponse { r: r.a + r.b }))
-    }
-}
-
 #[tokio::test]
 async fn rust_host_loads_go_kv_plugin() {
     for (mux, mtls) in COMBOS {
@@ -287,7 +273,7 @@ async fn rust_host_serves_callback_to_go_counter_plugin() {
                 .accept_and_serve(
                     id,
                     tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(
-                        Sum,
+                        intercom_tests::Sum,
                     )),
                 )
                 .unwrap();

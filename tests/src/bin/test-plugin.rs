@@ -52,7 +52,9 @@ impl kv::kv_server::Kv for Kv {
             use std::io::Write;
             for i in 1..=3 {
                 println!("out-{i}");
-                eprintln!("err-{i}");
+                // One write per line (eprintln! may split it), so readers that share the
+                // host's stderr with other writers see whole lines.
+                let _ = std::io::stderr().write_all(format!("err-{i}\n").as_bytes());
                 tracing::info!(line = i, "log-{i}");
             }
             tracing::warn!("log-warn");
