@@ -7,9 +7,11 @@
 #    (etcd, kube-apiserver, kube-controller-manager; ~/.cache/intercom-envtest).
 #    A missing toolchain fails the run; nothing is skipped.
 # 2. Builds every test target (this step may download crates).
-# 3. Runs the tests inside a private network namespace of their own, where the envtest
-#    kubelet's pod range (10.213.0.0/16) is routed to `lo`, so EndpointSlices accept pod
-#    IPs and no test traffic can leave the machine.
+# 3. Runs the tests inside a private network (and mount) namespace of their own, where the
+#    envtest kubelet's pod range (10.213.0.0/16) and the Service range (10.214.0.0/16) are
+#    routed to `lo`, so EndpointSlices accept pod IPs, the envtest Service proxy can serve
+#    ClusterIPs, and no test traffic can leave the machine. A private copy of /etc/hosts
+#    is bind-mounted there for the Service names (`<svc>.<ns>.svc`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,7 +19,7 @@ scripts/build-go-fixtures.sh >/dev/null
 scripts/setup-python.sh >/dev/null
 intercom-envtest/build-control-plane.sh >/dev/null
 
-for tool in unshare ip; do
+for tool in unshare ip mount; do
     command -v "$tool" >/dev/null 2>&1 || {
         echo "test.sh: '$tool' is missing (Debian: apt-get install -y util-linux iproute2)" >&2
         exit 1
@@ -29,8 +31,16 @@ export CARGO_INCREMENTAL=0
 cargo test --workspace --locked --no-run "$@" >/dev/null 2>&1 || cargo test --workspace --locked --no-run "$@"
 
 export INTERCOM_ENVTEST_POD_CIDR=10.213.0.0/16
-exec unshare --user --map-root-user --net -- sh -c '
+export INTERCOM_ENVTEST_SERVICE_CIDR=10.214.0.0/16
+# A private /etc/hosts: the envtest Service proxy publishes `<svc>.<ns>.svc` names in it.
+mkdir -p target
+hosts="$PWD/target/envtest-hosts"
+cp /etc/hosts "$hosts"
+export INTERCOM_ENVTEST_HOSTS_FILE=/etc/hosts
+exec unshare --user --map-root-user --net --mount -- sh -c '
     ip link set lo up &&
     ip route add local "$INTERCOM_ENVTEST_POD_CIDR" dev lo &&
+    ip route add local "$INTERCOM_ENVTEST_SERVICE_CIDR" dev lo &&
+    mount --bind "$0" /etc/hosts &&
     exec cargo test --workspace --locked --offline --no-fail-fast "$@"
-' sh "$@"
+' "$hosts" "$@"

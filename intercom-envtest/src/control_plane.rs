@@ -46,15 +46,21 @@ use tempfile::TempDir;
 use tokio::time::Instant;
 
 use crate::binaries::{Binaries, BinariesError};
+use crate::kubelet::PodCidr;
 pub use pki::{IssuedCert, Pki};
 use process::Process;
 
 /// How long [`ControlPlane::start`] waits for the whole control plane by default.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The Service ClusterIP range (`--service-cluster-ip-range`); the `kubernetes` Service gets
-/// its first address, `10.0.0.1`.
+/// The default Service ClusterIP range (`--service-cluster-ip-range`); the `kubernetes`
+/// Service gets its first address, `10.0.0.1`. See [`ControlPlaneBuilder::service_cidr`].
 pub const SERVICE_CLUSTER_IP_RANGE: &str = "10.0.0.0/24";
+
+const DEFAULT_SERVICE_CIDR: PodCidr = match PodCidr::new(Ipv4Addr::new(10, 0, 0, 0), 24) {
+    Some(cidr) => cidr,
+    None => panic!("10.0.0.0/24 is a valid range"),
+};
 
 /// The controllers kube-controller-manager runs (`--controllers`, canonical v1.35 names).
 ///
@@ -224,6 +230,7 @@ impl ControlPlaneError {
 pub struct ControlPlaneBuilder {
     binaries: Option<Binaries>,
     start_timeout: Duration,
+    service_cidr: Option<PodCidr>,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -231,6 +238,7 @@ impl Default for ControlPlaneBuilder {
         ControlPlaneBuilder {
             binaries: None,
             start_timeout: DEFAULT_START_TIMEOUT,
+            service_cidr: None,
         }
     }
 }
@@ -245,6 +253,14 @@ impl ControlPlaneBuilder {
     /// Bounds the whole start (default [`DEFAULT_START_TIMEOUT`]).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = timeout;
+        self
+    }
+
+    /// The Service ClusterIP range (default [`SERVICE_CLUSTER_IP_RANGE`]); the `kubernetes`
+    /// Service gets its first address. A range routed to this host lets a
+    /// [`ServiceProxy`](crate::service_proxy::ServiceProxy) serve the ClusterIPs.
+    pub fn service_cidr(mut self, cidr: PodCidr) -> Self {
+        self.service_cidr = Some(cidr);
         self
     }
 
@@ -265,13 +281,14 @@ impl ControlPlaneBuilder {
             None => Binaries::find()?,
         };
         let deadline = Instant::now() + self.start_timeout;
-        match start_once(&binaries, deadline).await {
+        let service_cidr = self.service_cidr.unwrap_or(DEFAULT_SERVICE_CIDR);
+        match start_once(&binaries, deadline, service_cidr).await {
             Err(err) if err.is_port_conflict() => {
                 tracing::warn!(
                     error = &err as &dyn StdError,
                     "port taken during start-up; retrying with new ports"
                 );
-                start_once(&binaries, deadline).await
+                start_once(&binaries, deadline, service_cidr).await
             }
             result => result,
         }
@@ -485,6 +502,7 @@ impl Ports {
 async fn start_once(
     binaries: &Binaries,
     deadline: Instant,
+    service_cidr: PodCidr,
 ) -> Result<ControlPlane, ControlPlaneError> {
     let started = Instant::now();
     // Declared first so that it is dropped last, after every process is killed.
@@ -494,7 +512,8 @@ async fn start_once(
         .map_err(ControlPlaneError::TempDir)?;
     let root = dir.path().to_owned();
     let ports = Ports::reserve()?;
-    let (pki, material) = Pki::generate(&root.join("pki"))?;
+    let kubernetes_ip = std::net::Ipv4Addr::from(*service_cidr.hosts().start()).to_string();
+    let (pki, material) = Pki::generate(&root.join("pki"), &kubernetes_ip)?;
 
     let server_url = format!("https://127.0.0.1:{}", ports.apiserver);
     let kubeconfig = root.join("admin.kubeconfig");
@@ -548,7 +567,7 @@ async fn start_once(
         Process::spawn(
             Component::KubeApiserver,
             &binaries.kube_apiserver,
-            apiserver_args(&root, ports, &pki, &material),
+            apiserver_args(&root, ports, &pki, &material, service_cidr),
             &root,
             root.join("kube-apiserver.log"),
         )
@@ -651,7 +670,13 @@ fn etcd_args(root: &Path, ports: Ports) -> Vec<OsString> {
     ]
 }
 
-fn apiserver_args(root: &Path, ports: Ports, pki: &Pki, material: &pki::Material) -> Vec<OsString> {
+fn apiserver_args(
+    root: &Path,
+    ports: Ports,
+    pki: &Pki,
+    material: &pki::Material,
+    service_cidr: PodCidr,
+) -> Vec<OsString> {
     vec![
         format!("--etcd-servers=http://127.0.0.1:{}", ports.etcd_client).into(),
         "--bind-address=127.0.0.1".into(),
@@ -671,7 +696,7 @@ fn apiserver_args(root: &Path, ports: Ports, pki: &Pki, material: &pki::Material
             "--service-account-signing-key-file",
             &material.service_account_key_path,
         ),
-        format!("--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}").into(),
+        format!("--service-cluster-ip-range={service_cidr}").into(),
         "--allow-privileged=true".into(),
         flag(
             "--kubelet-client-certificate",

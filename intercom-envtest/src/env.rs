@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use crate::control_plane::{ControlPlane, ControlPlaneError};
 use crate::kubelet::{Kubelet, KubeletConfig, KubeletError, PodCidr};
+use crate::service_proxy::ServiceProxy;
 
 /// Why an [`Env`] could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,27 @@ pub enum EnvError {
         /// The value found.
         value: String,
     },
+    /// `INTERCOM_ENVTEST_SERVICE_CIDR` is not an IPv4 CIDR of at most /24.
+    #[error(
+        "INTERCOM_ENVTEST_SERVICE_CIDR={value:?} is not an IPv4 range of at most /24 like 10.214.0.0/16"
+    )]
+    ServiceCidr {
+        /// The value found.
+        value: String,
+    },
+    /// The Service range is not routed to this host, so its ClusterIPs cannot be served.
+    #[error(
+        "the Service range {cidr} is not routed to this host ({probe} cannot be bound); route it, e.g. `ip route add local {cidr} dev lo` in a private network namespace as scripts/test.sh does"
+    )]
+    ServiceCidrNotLocal {
+        /// The range.
+        cidr: PodCidr,
+        /// The address tried.
+        probe: std::net::Ipv4Addr,
+        /// Why binding failed.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running test cluster: etcd, kube-apiserver, kube-controller-manager and one
@@ -48,6 +70,7 @@ pub enum EnvError {
 #[derive(Debug)]
 pub struct Env {
     // Field order is drop order: the kubelet goes before the apiserver it talks to.
+    service_proxy: Option<ServiceProxy>,
     kubelet: Kubelet,
     control_plane: ControlPlane,
 }
@@ -57,6 +80,8 @@ pub struct Env {
 #[must_use]
 pub struct EnvBuilder {
     kubelet: KubeletConfig,
+    service_network: Option<PodCidr>,
+    hosts_file: Option<PathBuf>,
 }
 
 impl EnvBuilder {
@@ -79,6 +104,23 @@ impl EnvBuilder {
         self
     }
 
+    /// Serves Service ClusterIPs, like kube-proxy, from a random `/24` of `network` (a
+    /// range routed to this host): the apiserver allocates ClusterIPs there and a
+    /// [`ServiceProxy`] forwards them to ready endpoints. Without it (and without
+    /// `INTERCOM_ENVTEST_SERVICE_CIDR`), ClusterIPs are allocated but reach nothing.
+    pub fn service_network(mut self, network: PodCidr) -> Self {
+        self.service_network = Some(network);
+        self
+    }
+
+    /// Publishes `<service>.<namespace>.svc[.cluster.local]` for each ClusterIP in `path`,
+    /// a hosts file the resolver reads (a private `/etc/hosts` bind-mounted in a mount
+    /// namespace, as `scripts/test.sh` does). Needs a [`service_network`](Self::service_network).
+    pub fn hosts_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.hosts_file = Some(path.into());
+        self
+    }
+
     /// Replaces the whole kubelet configuration (images included).
     pub fn kubelet_config(mut self, config: KubeletConfig) -> Self {
         self.kubelet = config;
@@ -89,7 +131,10 @@ impl EnvBuilder {
     ///
     /// Without an explicit [`pod_cidr`](Self::pod_cidr), the range in
     /// `INTERCOM_ENVTEST_POD_CIDR` is used when set (the project's `scripts/test.sh` sets
-    /// it, inside a private network namespace where that range is routed to `lo`).
+    /// it, inside a private network namespace where that range is routed to `lo`); the
+    /// same holds for [`service_network`](Self::service_network)
+    /// (`INTERCOM_ENVTEST_SERVICE_CIDR`) and [`hosts_file`](Self::hosts_file)
+    /// (`INTERCOM_ENVTEST_HOSTS_FILE`).
     ///
     /// # Errors
     /// [`EnvError::ControlPlane`] or [`EnvError::Kubelet`].
@@ -102,13 +147,73 @@ impl EnvBuilder {
         {
             self.kubelet = self.kubelet.pod_cidr(cidr);
         }
-        let control_plane = ControlPlane::start().await?;
+        if self.service_network.is_none() {
+            self.service_network =
+                cidr_from_env(SERVICE_CIDR_ENV).map_err(|value| EnvError::ServiceCidr { value })?;
+        }
+        if self.hosts_file.is_none() {
+            self.hosts_file = std::env::var_os(HOSTS_FILE_ENV)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from);
+        }
+        let mut control_plane = ControlPlane::builder();
+        let service_cidr = match self.service_network {
+            Some(network) => {
+                let cidr = random_block(network).ok_or_else(|| EnvError::ServiceCidr {
+                    value: network.to_string(),
+                })?;
+                let probe = std::net::Ipv4Addr::from(*cidr.hosts().start());
+                std::net::TcpListener::bind((probe, 0)).map_err(|source| {
+                    EnvError::ServiceCidrNotLocal {
+                        cidr: network,
+                        probe,
+                        source,
+                    }
+                })?;
+                control_plane = control_plane.service_cidr(cidr);
+                Some(cidr)
+            }
+            None => None,
+        };
+        let control_plane = control_plane.start().await?;
         let kubelet =
             Kubelet::start(control_plane.client(), control_plane.pki(), self.kubelet).await?;
+        let service_proxy = service_cidr
+            .map(|_| ServiceProxy::start(control_plane.client(), self.hosts_file.as_deref()));
         Ok(Env {
+            service_proxy,
             kubelet,
             control_plane,
         })
+    }
+}
+
+/// A random `/24` inside `network` (`network` itself when it is a `/24`); `None` when
+/// `network` is smaller than a `/24`.
+fn random_block(network: PodCidr) -> Option<PodCidr> {
+    let len = network.prefix_len();
+    if len > 24 {
+        return None;
+    }
+    let blocks = 1u64 << (24 - len);
+    let index = u32::try_from(crate::kubelet::random_u64() % blocks).ok()?;
+    PodCidr::new(
+        std::net::Ipv4Addr::from_bits(network.network().to_bits() + (index << 8)),
+        24,
+    )
+}
+
+/// The variable naming a range routed to this host for Service ClusterIPs (see
+/// [`EnvBuilder::service_network`]).
+pub const SERVICE_CIDR_ENV: &str = "INTERCOM_ENVTEST_SERVICE_CIDR";
+
+/// The variable naming the hosts file for Service names (see [`EnvBuilder::hosts_file`]).
+pub const HOSTS_FILE_ENV: &str = "INTERCOM_ENVTEST_HOSTS_FILE";
+
+fn cidr_from_env(var: &str) -> Result<Option<PodCidr>, String> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| v),
+        _ => Ok(None),
     }
 }
 
@@ -170,6 +275,11 @@ impl Env {
         &self.kubelet
     }
 
+    /// The Service proxy, when a [service network](EnvBuilder::service_network) is set.
+    pub fn service_proxy(&self) -> Option<&ServiceProxy> {
+        self.service_proxy.as_ref()
+    }
+
     /// Stops everything: the pods' processes are killed and reaped
     /// ([`Kubelet::shutdown`]), then the control plane stops. Dropping the `Env` does the
     /// same without waiting for the processes to be reaped.
@@ -178,9 +288,11 @@ impl Env {
     /// Dropping the future falls back to [`Drop`].
     pub async fn shutdown(self) {
         let Env {
+            service_proxy,
             kubelet,
             control_plane,
         } = self;
+        drop(service_proxy);
         kubelet.shutdown().await;
         drop(control_plane);
     }

@@ -14,6 +14,7 @@ pub mod control_plane;
 #[cfg(unix)]
 pub mod env;
 pub mod kubelet;
+pub mod service_proxy;
 #[cfg(unix)]
 pub use env::{Env, EnvBuilder, EnvError};
 #[cfg(unix)]

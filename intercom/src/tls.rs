@@ -34,8 +34,9 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -396,12 +397,31 @@ fn server_config_with_versions(
     peer_der: &[u8],
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    check_certificate(peer_der)?;
+    let pins = Pins::One(CertificateDer::from(peer_der.to_vec()));
+    server_config_pinning(own, pins, versions)
+}
+
+/// A server config accepting any client certificate of `pins`, which may change later.
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))] // used by the Kubernetes runtime
+pub(crate) fn server_config_any(
+    own: &Identity,
+    pins: &PinSet,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_pinning(own, Pins::Set(pins.clone()), PROTOCOL_VERSIONS)
+}
+
+fn server_config_pinning(
+    own: &Identity,
+    pins: Pins,
+    versions: &[&'static SupportedProtocolVersion],
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
-    let verifier = PinnedCertVerifier::new(
-        peer_der,
-        Role::Client,
-        provider.signature_verification_algorithms,
-    )?;
+    let verifier = PinnedCertVerifier {
+        pins,
+        role: Role::Client,
+        algorithms: provider.signature_verification_algorithms,
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|source| TlsError::ServerConfig { source })?
@@ -440,12 +460,31 @@ fn client_config_with_versions(
     peer_der: &[u8],
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    check_certificate(peer_der)?;
+    let pins = Pins::One(CertificateDer::from(peer_der.to_vec()));
+    client_config_pinning(own, pins, versions)
+}
+
+/// A client config accepting any server certificate of `pins`, which may change later.
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))] // used by the Kubernetes runtime
+pub(crate) fn client_config_any(
+    own: &Identity,
+    pins: &PinSet,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_pinning(own, Pins::Set(pins.clone()), PROTOCOL_VERSIONS)
+}
+
+fn client_config_pinning(
+    own: &Identity,
+    pins: Pins,
+    versions: &[&'static SupportedProtocolVersion],
+) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
-    let verifier = PinnedCertVerifier::new(
-        peer_der,
-        Role::Server,
-        provider.signature_verification_algorithms,
-    )?;
+    let verifier = PinnedCertVerifier {
+        pins,
+        role: Role::Server,
+        algorithms: provider.signature_verification_algorithms,
+    };
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|source| TlsError::ClientConfig { source })?
@@ -525,41 +564,105 @@ impl fmt::Display for NotPinned {
 
 impl std::error::Error for NotPinned {}
 
-/// Accepts exactly one certificate, as server or client verifier, and checks handshake
-/// signatures against it.
+/// A changing set of accepted peer certificates, by name: e.g. the replicas of a plugin
+/// reached through one Service name, where any replica may answer. Clones share the set.
+#[derive(Clone, Default)]
+pub(crate) struct PinSet(Arc<RwLock<BTreeMap<String, CertificateDer<'static>>>>);
+
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))] // used by the Kubernetes runtime
+impl PinSet {
+    /// Accepts `der` (under `name`, replacing what was there).
+    pub(crate) fn insert(&self, name: &str, der: &[u8]) -> Result<(), TlsError> {
+        check_certificate(der)?;
+        self.write()
+            .insert(name.to_owned(), CertificateDer::from(der.to_vec()));
+        Ok(())
+    }
+
+    /// Stops accepting the certificate named `name`.
+    pub(crate) fn remove(&self, name: &str) {
+        self.write().remove(name);
+    }
+
+    fn contains(&self, der: &[u8]) -> bool {
+        self.read().values().any(|c| c.as_ref() == der)
+    }
+
+    fn fingerprints(&self) -> String {
+        let pins = self.read();
+        if pins.is_empty() {
+            return "none".into();
+        }
+        pins.values()
+            .map(|c| fingerprint(c.as_ref()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, CertificateDer<'static>>> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, CertificateDer<'static>>> {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for PinSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PinSet").field(&self.fingerprints()).finish()
+    }
+}
+
+/// What a [`PinnedCertVerifier`] accepts.
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))] // used by the Kubernetes runtime
+enum Pins {
+    One(CertificateDer<'static>),
+    Set(PinSet),
+}
+
+impl Pins {
+    fn accepts(&self, der: &[u8]) -> bool {
+        match self {
+            Pins::One(c) => c.as_ref() == der,
+            Pins::Set(set) => set.contains(der),
+        }
+    }
+
+    fn fingerprints(&self) -> String {
+        match self {
+            Pins::One(c) => fingerprint(c.as_ref()),
+            Pins::Set(set) => set.fingerprints(),
+        }
+    }
+}
+
+/// Accepts exactly the pinned certificate (or one of a [`PinSet`]), as server or client
+/// verifier, and checks handshake signatures against it.
 ///
 /// This replaces Go's chain building with the peer certificate as sole root: the only chain that
 /// could be built there is the pinned certificate itself, so equality is the same trust decision.
 /// Validity dates and extensions are not checked: the certificate is fresh from the peer process
 /// and was handed over out of band.
 struct PinnedCertVerifier {
-    pinned: CertificateDer<'static>,
+    pins: Pins,
     role: Role,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl PinnedCertVerifier {
-    fn new(
-        peer_der: &[u8],
-        role: Role,
-        algorithms: WebPkiSupportedAlgorithms,
-    ) -> Result<Self, TlsError> {
-        check_certificate(peer_der)?;
-        Ok(PinnedCertVerifier {
-            pinned: CertificateDer::from(peer_der.to_vec()),
-            role,
-            algorithms,
-        })
-    }
-
     fn check(&self, presented: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        if presented.as_ref() == self.pinned.as_ref() {
+        if self.pins.accepts(presented.as_ref()) {
             return Ok(());
         }
         let error = NotPinned {
             role: self.role,
             presented: fingerprint(presented.as_ref()),
-            pinned: fingerprint(self.pinned.as_ref()),
+            pinned: self.pins.fingerprints(),
         };
         tracing::debug!(
             error = &error as &dyn std::error::Error,
@@ -575,7 +678,7 @@ impl fmt::Debug for PinnedCertVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PinnedCertVerifier")
             .field("role", &self.role)
-            .field("pinned", &fingerprint(self.pinned.as_ref()))
+            .field("pinned", &self.pins.fingerprints())
             .finish_non_exhaustive()
     }
 }
@@ -872,17 +975,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn pin_set_accepts_any_member_and_follows_changes() {
+        let (a, b, host) = (identity(), identity(), identity());
+        let pins = PinSet::default();
+        pins.insert("a", a.cert_der()).expect("pin a");
+        pins.insert("b", b.cert_der()).expect("pin b");
+        let client = client_config_any(&host, &pins).expect("client config");
+        for plugin in [&a, &b] {
+            let server = server_config(plugin, host.cert_der()).expect("server config");
+            let (server_result, client_result) = handshake(server, client.clone()).await;
+            server_result.expect("server side");
+            client_result.expect("a pinned replica is accepted");
+        }
+        pins.remove("b");
+        let server = server_config(&b, host.cert_der()).expect("server config");
+        let (_, client_result) = handshake(server, client.clone()).await;
+        let err = client_result.expect_err("a removed pin is refused");
+        assert_not_pinned(&err, Role::Server);
+        assert!(
+            err.to_string().contains(&a.fingerprint()),
+            "the message lists what is pinned: {err}"
+        );
+        assert!(pins.insert("c", b"not a certificate").is_err());
+
+        let server_side = server_config_any(&a, &pins).expect("server config");
+        pins.insert("host", host.cert_der()).expect("pin host");
+        let (server_result, client_result) = handshake(
+            server_side,
+            client_config(&host, a.cert_der()).expect("client"),
+        )
+        .await;
+        server_result.expect("the server accepts a client pinned later");
+        client_result.expect("client side");
+    }
+
+    #[tokio::test]
     async fn server_rejects_client_without_certificate() {
         for versions in [TLS12_ONLY, TLS13_ONLY] {
             let (plugin, host) = (identity(), identity());
             let server = server_config(&plugin, host.cert_der()).expect("server config");
             let provider = provider();
-            let verifier = PinnedCertVerifier::new(
-                plugin.cert_der(),
-                Role::Server,
-                provider.signature_verification_algorithms,
-            )
-            .expect("verifier");
+            let verifier = PinnedCertVerifier {
+                pins: Pins::One(CertificateDer::from(plugin.cert_der().to_vec())),
+                role: Role::Server,
+                algorithms: provider.signature_verification_algorithms,
+            };
             let mut client = ClientConfig::builder_with_provider(provider)
                 .with_protocol_versions(versions)
                 .expect("versions")

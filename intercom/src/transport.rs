@@ -370,6 +370,21 @@ impl TlsPair {
         })
     }
 
+    /// Builds both configs for `own`, accepting any certificate of `pins` (now or later);
+    /// `peer_der` is the one expected, for reporting.
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+    pub(crate) fn with_pins(
+        own: &crate::tls::Identity,
+        pins: &crate::tls::PinSet,
+        peer_der: &[u8],
+    ) -> Result<Self, crate::tls::TlsError> {
+        Ok(Self {
+            server: crate::tls::server_config_any(own, pins)?,
+            client: crate::tls::client_config_any(own, pins)?,
+            peer_der: peer_der.to_vec(),
+        })
+    }
+
     /// Runs the TLS client handshake over `io`.
     pub(crate) async fn connect(&self, io: Io) -> io::Result<Io> {
         let connector = tokio_rustls::TlsConnector::from(self.client.clone());

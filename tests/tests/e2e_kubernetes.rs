@@ -21,7 +21,11 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
+#[path = "../src/macro_api.rs"]
+mod macro_api;
+
 const PLUGIN_IMAGE: &str = "intercom.test/test-plugin:1";
+const MACRO_IMAGE: &str = "intercom.test/macro-plugin:1";
 const SLEEPER_IMAGE: &str = "intercom.test/sleeper:1";
 /// The test plugin pinned by a digest that is not its own.
 const WRONG_DIGEST_IMAGE: &str = "intercom.test/test-plugin@sha256:0000000000000000000000000000000000000000000000000000000000000000";
@@ -57,6 +61,7 @@ fn env() -> &'static Env {
                     Env::builder()
                         .image(PLUGIN_IMAGE, env!("CARGO_BIN_EXE_test-plugin"))
                         .image(SLEEPER_IMAGE, "/bin/sleep")
+                        .image(MACRO_IMAGE, env!("CARGO_BIN_EXE_macro-plugin"))
                         .image(WRONG_DIGEST_IMAGE, env!("CARGO_BIN_EXE_test-plugin"))
                         .image(pinned_image(), env!("CARGO_BIN_EXE_test-plugin"))
                         .backoff_base(Duration::from_millis(500))
@@ -849,6 +854,310 @@ async fn e2e_plugin_logs_reach_the_host_with_the_pod_name() {
                 ("log-warn".into(), Some(tracing::Level::WARN)),
             ]
         );
+        client.kill().await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+/// The plugin's pods in `ns`, by name, with their IPs.
+async fn plugin_pods(kube: &kube::Client, ns: &str, plugin: &str) -> Vec<(String, String)> {
+    let pods: Api<Pod> = Api::namespaced(kube.clone(), ns);
+    pods.list(&ListParams::default().labels(&format!("intercom.dev/plugin={plugin}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            (
+                p.metadata.name.unwrap_or_default(),
+                p.status.and_then(|s| s.pod_ip).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn whoami(kv: &mut kv::kv_client::KvClient<Channel>) -> Result<String, tonic::Status> {
+    let who = kv
+        .get(kv::GetRequest {
+            key: "whoami".into(),
+        })
+        .await?
+        .into_inner()
+        .value;
+    Ok(String::from_utf8_lossy(&who).into_owned())
+}
+
+/// Retries `whoami` until it answers (a reconnect in progress), for at most 60 s.
+async fn whoami_eventually(kv: &mut kv::kv_client::KvClient<Channel>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match whoami(kv).await {
+            Ok(who) => return who,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no answer: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn e2e_service_dns_goes_through_the_service_with_mtls() {
+    timed(async {
+        if std::env::var_os("INTERCOM_E2E_KUBECONFIG").is_some() {
+            // The Service name only resolves inside the cluster; this test needs a host in
+            // the cluster's network (envtest's proxy and hosts file give it one).
+            eprintln!("e2e_service_dns: not run against INTERCOM_E2E_KUBECONFIG (host outside the cluster)");
+            return;
+        }
+        require_routed_pod_range();
+        let proxy = env().service_proxy().expect(
+            "no Service proxy: INTERCOM_ENVTEST_SERVICE_CIDR is not set; run the suite through scripts/test.sh",
+        );
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-dns").await;
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "dns",
+            PluginWorkload::new(PLUGIN_IMAGE).replicas(2),
+            ConnectMode::ServiceDns,
+        ));
+        let protocol = client.client().await.unwrap();
+        let mut kv = kv_client(&client).await;
+        let ips: BTreeSet<String> = plugin_pods(&kube, &ns, "dns")
+            .await
+            .into_iter()
+            .map(|(_, ip)| ip)
+            .collect();
+        let who = whoami(&mut kv).await.unwrap();
+        assert!(ips.contains(&who), "{who} is not one of the plugin's pods {ips:?}");
+        // Every connection went through `dns.<ns>.svc` (the proxy forwarded it), none to a
+        // pod IP directly; mutual TLS holds although the Service picks the replica.
+        assert!(proxy.connections(&ns, "dns") >= 1);
+        assert!(protocol.broker().is_multiplexed());
+        let mut counter: counter::counter_client::CounterClient<Channel> =
+            protocol.dispense("counter").unwrap();
+        let id = protocol.broker().next_id();
+        let helper = protocol
+            .broker()
+            .accept_and_serve(
+                id,
+                tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(
+                    intercom_tests::Sum,
+                )),
+            )
+            .unwrap();
+        counter
+            .put(counter::PutRequest {
+                add_server: id,
+                key: "x".into(),
+                value: 5,
+            })
+            .await
+            .unwrap();
+        helper.stop();
+        // Each replica's connection is re-dialled through the Service; steered to one
+        // replica, both land there and both must be accepted at once (the host trusts every
+        // replica's handshake certificate, not only the one whose log it read).
+        // First wait until no connection is being made (the start may have retried).
+        let before = loop {
+            let earlier = proxy.connections(&ns, "dns");
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let now = proxy.connections(&ns, "dns");
+            if now == earlier {
+                break now;
+            }
+        };
+        let target = plugin_pods(&kube, &ns, "dns")
+            .await
+            .into_iter()
+            .map(|(_, ip)| ip)
+            .max()
+            .expect("a pod");
+        proxy.steer(&ns, "dns", Some(target.parse().expect("pod IP")));
+        proxy.reset(&ns, "dns");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while proxy.connections(&ns, "dns") < before + 2 {
+            assert!(Instant::now() < deadline, "the replicas' connections were not re-dialled");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            proxy.connections(&ns, "dns"),
+            before + 2,
+            "a connection through the Service was refused and retried"
+        );
+        for _ in 0..10 {
+            assert_eq!(whoami(&mut kv).await.unwrap(), target);
+        }
+        proxy.steer(&ns, "dns", None);
+        let who = target;
+        // The replica that answered goes away; calls carry on through the Service.
+        let pods: Api<Pod> = Api::namespaced(kube.clone(), &ns);
+        let (victim, _) = plugin_pods(&kube, &ns, "dns")
+            .await
+            .into_iter()
+            .find(|(_, ip)| *ip == who)
+            .expect("the answering pod");
+        pods.delete(&victim, &DeleteParams::default()).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now: BTreeSet<String> = plugin_pods(&kube, &ns, "dns")
+                .await
+                .into_iter()
+                .map(|(_, ip)| ip)
+                .collect();
+            let answer = whoami(&mut kv).await;
+            if let Ok(ip) = &answer
+                && *ip != who
+                && now.contains(ip)
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still {answer:?} after deleting {victim}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        client.kill().await;
+        assert!(client.exited());
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn e2e_a_dropped_port_forward_is_reestablished() {
+    timed(async {
+        if std::env::var_os("INTERCOM_E2E_KUBECONFIG").is_some() {
+            // Cutting the forward needs envtest's kubelet.
+            eprintln!("e2e_port_forward_drop: not run against INTERCOM_E2E_KUBECONFIG");
+            return;
+        }
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-pf-drop").await;
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "pf",
+            PluginWorkload::new(PLUGIN_IMAGE),
+            ConnectMode::PortForward,
+        ));
+        let mut kv = kv_client(&client).await;
+        let before = whoami(&mut kv).await.unwrap();
+        let [(pod, _)]: [(String, String); 1] = plugin_pods(&kube, &ns, "pf")
+            .await
+            .try_into()
+            .expect("one pod");
+        let kubelet = env().kubelet();
+        let sessions = kubelet.port_forward_sessions(&ns, &pod);
+        assert!(sessions >= 1);
+        let cut_at = Instant::now();
+        kubelet.cut_port_forwards(&ns, &pod);
+        // The forward is re-established to the same pod, with nothing done by the host.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while kubelet.port_forward_sessions(&ns, &pod) == sessions {
+            assert!(
+                Instant::now() < deadline,
+                "the port-forward was not re-established"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let after = whoami_eventually(&mut kv).await;
+        eprintln!(
+            "port-forward cut: answering again after {:?}",
+            cut_at.elapsed()
+        );
+        assert_eq!(before, after, "the same pod answers");
+        let now = plugin_pods(&kube, &ns, "pf").await;
+        assert_eq!(now.len(), 1);
+        assert_eq!(now[0].0, pod, "the pod was not replaced");
+        // And again: every drop is repaired.
+        let sessions = kubelet.port_forward_sessions(&ns, &pod);
+        kubelet.cut_port_forwards(&ns, &pod);
+        while kubelet.port_forward_sessions(&ns, &pod) == sessions {
+            assert!(
+                Instant::now() < deadline + Duration::from_secs(30),
+                "not re-established twice"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(whoami_eventually(&mut kv).await, before);
+        assert!(!client.exited());
+        client.kill().await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn e2e_deleting_a_pod_mid_stream_fails_the_stream_and_the_next_call_succeeds() {
+    use macro_api::{Echo as _, EchoClient, EchoPlugin, PLUGIN_NAME};
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-stream").await;
+        let client = Client::new(
+            ClientConfig::new(
+                EchoPlugin::HANDSHAKE,
+                intercom::PluginSet::new().with(PLUGIN_NAME, EchoPlugin::client()),
+            )
+            .kubernetes(config(
+                &kube,
+                &ns,
+                "stream",
+                PluginWorkload::new(MACRO_IMAGE),
+                ConnectMode::PortForward,
+            ))
+            .start_timeout(Duration::from_secs(90)),
+        );
+        let echo: EchoClient = client
+            .client()
+            .await
+            .unwrap()
+            .dispense(PLUGIN_NAME)
+            .unwrap();
+        let mut values = echo.count().await.unwrap();
+        for expected in 0..10u64 {
+            assert_eq!(values.message().await.unwrap(), Some(expected));
+        }
+        let [(pod, _)]: [(String, String); 1] = plugin_pods(&kube, &ns, "stream")
+            .await
+            .try_into()
+            .expect("one pod");
+        let pods: Api<Pod> = Api::namespaced(kube.clone(), &ns);
+        pods.delete(&pod, &DeleteParams::default()).await.unwrap();
+        // The stream ends with an error, not with a clean end of stream.
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match values.message().await {
+                    Ok(Some(_)) => {}
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .expect("the stream ends when its pod is deleted");
+        assert!(
+            ended.is_err(),
+            "a stream cut by a pod deletion must fail: {ended:?}"
+        );
+        // The next call succeeds, on the replacement: a fresh process that has produced
+        // nothing yet.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let produced = loop {
+            match echo.produced().await {
+                Ok(n) => break n,
+                Err(e) => assert!(Instant::now() < deadline, "no replacement: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(produced, 0, "answered by a new plugin process");
+        let replacement = plugin_pods(&kube, &ns, "stream").await;
+        assert!(replacement.iter().all(|(name, _)| *name != pod));
+        let mut values = echo.count().await.unwrap();
+        assert_eq!(values.message().await.unwrap(), Some(0));
+        drop(values);
         client.kill().await;
         assert_nothing_left(&kube, &ns).await;
     })

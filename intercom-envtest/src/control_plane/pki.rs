@@ -14,10 +14,6 @@ use super::ControlPlaneError;
 /// The issuer of the service-account tokens (`--service-account-issuer`).
 pub(super) const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
-/// The first address of `--service-cluster-ip-range`: the ClusterIP of the `kubernetes`
-/// Service, which the apiserver's serving certificate must name.
-pub(super) const KUBERNETES_SERVICE_IP: &str = "10.0.0.1";
-
 /// The cluster's certificate authority and the files derived from it.
 ///
 /// Every certificate of the control plane is signed by this one CA: the apiserver's serving
@@ -90,7 +86,12 @@ pub(super) struct Material {
 
 impl Pki {
     /// Creates the CA and every certificate the control plane needs, and writes them to `dir`.
-    pub(super) fn generate(dir: &Path) -> Result<(Pki, Material), ControlPlaneError> {
+    /// `kubernetes_ip` is the first address of `--service-cluster-ip-range`: the ClusterIP of
+    /// the `kubernetes` Service, which the apiserver's serving certificate must name.
+    pub(super) fn generate(
+        dir: &Path,
+        kubernetes_ip: &str,
+    ) -> Result<(Pki, Material), ControlPlaneError> {
         create_dir(dir)?;
 
         let ca_subject = "intercom-envtest-ca";
@@ -132,7 +133,7 @@ impl Pki {
                 "kubernetes.default",
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
-                KUBERNETES_SERVICE_IP,
+                kubernetes_ip,
             ],
         )?;
         let kubelet_client =
@@ -264,7 +265,7 @@ mod tests {
     #[test]
     fn generate_writes_every_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (pki, material) = Pki::generate(dir.path()).expect("generate");
+        let (pki, material) = Pki::generate(dir.path(), "10.0.0.1").expect("generate");
         for path in [
             &pki.ca_cert_path,
             &pki.ca_key_path,
@@ -288,7 +289,7 @@ mod tests {
     #[test]
     fn issue_rejects_invalid_dns_name() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (pki, _) = Pki::generate(dir.path()).expect("generate");
+        let (pki, _) = Pki::generate(dir.path(), "10.0.0.1").expect("generate");
         let err = pki
             .issue_serving_cert("node", &["caf\u{e9}.example"])
             .expect_err("invalid SAN");

@@ -24,13 +24,13 @@ pub struct PodCidr {
 impl PodCidr {
     /// The range `network/prefix_len` (host bits of `network` are cleared); `None` unless
     /// `prefix_len` is 8..=30.
-    pub fn new(network: Ipv4Addr, prefix_len: u8) -> Option<Self> {
-        if !(8..=30).contains(&prefix_len) {
+    pub const fn new(network: Ipv4Addr, prefix_len: u8) -> Option<Self> {
+        if prefix_len < 8 || prefix_len > 30 {
             return None;
         }
         let mask = u32::MAX << (32 - prefix_len);
         Some(Self {
-            network: Ipv4Addr::from(u32::from(network) & mask),
+            network: Ipv4Addr::from_bits(network.to_bits() & mask),
             prefix_len,
         })
     }

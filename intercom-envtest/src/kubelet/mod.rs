@@ -72,6 +72,7 @@ pub use tls::TlsError;
 use crate::control_plane::Pki;
 use images::ImageStore;
 use ip::IpPool;
+pub(crate) use ip::random_u64;
 use runtime::PodRuntime;
 
 /// The variable telling a container where to listen (honoured by intercom's `serve`).
@@ -130,6 +131,10 @@ pub(crate) struct Shared {
     pods: Mutex<BTreeMap<(String, String), Arc<PodRuntime>>>,
     /// Set on drop: ends port-forward sessions.
     pub(crate) shutdown: watch::Sender<bool>,
+    /// `(namespace, pod)` from [`Kubelet::cut_port_forwards`]: ends that pod's sessions.
+    pub(crate) cut_port_forwards: tokio::sync::broadcast::Sender<(String, String)>,
+    /// Port-forward sessions started so far, by `(namespace, pod)`.
+    pub(crate) port_forward_sessions: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -243,6 +248,8 @@ impl Kubelet {
             root: root.path().to_owned(),
             pods: Mutex::new(BTreeMap::new()),
             shutdown: watch::Sender::new(false),
+            cut_port_forwards: tokio::sync::broadcast::Sender::new(16),
+            port_forward_sessions: Mutex::new(BTreeMap::new()),
         });
         let since = jiff::Timestamp::now();
         let node = node::register(&shared).await?;
@@ -279,6 +286,28 @@ impl Kubelet {
     /// up at their next pull attempt.
     pub fn insert_image(&self, reference: &str, executable: impl Into<PathBuf>) {
         self.shared.images.insert(reference, executable.into());
+    }
+
+    /// Ends every open port-forward session to pod `namespace/name` at once, as a network
+    /// failure between the apiserver and the node would; the pod keeps running and new
+    /// sessions are not affected.
+    pub fn cut_port_forwards(&self, namespace: &str, name: &str) {
+        // Err: no session is open, nothing to cut.
+        let _ = self
+            .shared
+            .cut_port_forwards
+            .send((namespace.to_owned(), name.to_owned()));
+    }
+
+    /// How many port-forward sessions to pod `namespace/name` were opened so far.
+    pub fn port_forward_sessions(&self, namespace: &str, name: &str) -> u64 {
+        self.shared
+            .port_forward_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Pids of the running container processes (each the leader of its process group)

@@ -111,13 +111,17 @@ impl Codec {
 }
 
 /// Serves one port-forward session until the pod side of every port closed, the client
-/// closed the WebSocket, or `shutdown` fired.
+/// closed the WebSocket, `shutdown` fired or `cut` named this session's pod.
 pub(crate) async fn serve<S>(
     ws: WebSocketStream<S>,
     ip: Ipv4Addr,
     ports: Vec<u16>,
     protocol: Option<&'static str>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    (mut cut, pod): (
+        tokio::sync::broadcast::Receiver<(String, String)>,
+        (String, String),
+    ),
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -154,6 +158,7 @@ pub(crate) async fn serve<S>(
         ));
     }
     drop(out_tx);
+    let mut cut_open = true;
     let mut shutdown_wait = Box::pin(async move {
         let _ = shutdown.wait_for(|s| *s).await;
     });
@@ -181,6 +186,12 @@ pub(crate) async fn serve<S>(
                 None => break,
             },
             () = &mut shutdown_wait => break,
+            target = cut.recv(), if cut_open => match target {
+                Ok(target) if target == pod => break,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                // The kubelet is going away; `shutdown` ends the session.
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => cut_open = false,
+            },
         }
     }
     streams.abort_all();

@@ -227,13 +227,21 @@ fn port_forward(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let ip = rt.ip;
     let shutdown = shared.shutdown.subscribe();
+    let cut = shared.cut_port_forwards.subscribe();
+    let target = (namespace.to_owned(), pod.to_owned());
+    *shared
+        .port_forward_sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(target.clone())
+        .or_default() += 1;
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws =
                     WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
                         .await;
-                portforward::serve(ws, ip, ports, protocol, shutdown).await;
+                portforward::serve(ws, ip, ports, protocol, shutdown, (cut, target)).await;
             }
             Err(error) => {
                 tracing::debug!(

@@ -67,8 +67,10 @@ pub enum ConnectMode {
     /// Watch the Service's EndpointSlices and dial ready pod IPs directly, balancing calls
     /// over all replicas (default when the host runs in the cluster).
     Endpoints,
-    /// Dial `<service>.<namespace>.svc:<port>` (for meshes). One connection, through
-    /// whichever pod the Service picks.
+    /// Dial `<service>.<namespace>.svc:<port>` (for meshes): one connection per ready
+    /// replica, each through the Service name, so the Service (kube-proxy or the mesh)
+    /// picks the pod that answers. With AutoMTLS the host accepts the certificate of any
+    /// replica whose handshake it read, since it cannot know which one the Service chose.
     ServiceDns,
     /// Through the apiserver's port-forward, one forwarded connection per pod,
     /// re-established if it drops (default outside the cluster).

@@ -29,6 +29,7 @@ use crate::broker::{Group, GrpcBroker};
 use crate::client::{Conn, Dialer, Writer, address_dialer, connect, pump_stdio};
 use crate::handshake::{Handshake, Network};
 use crate::runtime::{ExitInfo, PluginHandle};
+use crate::tls::PinSet;
 use crate::transport::{Io, TlsPair};
 
 /// What the Client hands the runtime for one launch.
@@ -128,6 +129,9 @@ struct Shared {
     yielded: Mutex<HashSet<String>>,
     /// Containers whose first log line was checked before they became ready.
     checked: Mutex<HashSet<String>>,
+    /// `ServiceDns`: the certificates of every replica whose handshake was read, since a
+    /// connection through the Service name may reach any of them.
+    pins: PinSet,
 }
 
 /// Creates the objects and connects to the first ready replica.
@@ -471,6 +475,7 @@ async fn connect_all(
         retry: retry_tx,
         yielded: Mutex::new(HashSet::new()),
         checked: Mutex::new(HashSet::new()),
+        pins: PinSet::default(),
     });
     let task = tokio::spawn(watch_plugin(shared.clone(), retry_rx));
     *lock(&plugin.watcher) = Some(task.abort_handle());
@@ -576,6 +581,7 @@ async fn watch_plugin(
                 Some(Ok(watcher::Event::Delete(pod))) => {
                     let name = pod.metadata.name.clone().unwrap_or_default();
                     lock(&shared.seen).remove(&name);
+                    shared.pins.remove(&name);
                     plugin.remove_leg(&name);
                 }
                 Some(Ok(_)) => {}
@@ -844,7 +850,17 @@ async fn connect_pod(
         })?;
     let tls = match (&shared.identity, &handshake.server_cert) {
         (Some(id), Some(cert)) => {
-            Some(TlsPair::new(id, cert).map_err(|source| KubeError::Tls {
+            let pair = if shared.mode == ConnectMode::ServiceDns {
+                // Through the Service name any replica may answer: accept each one's
+                // certificate.
+                shared
+                    .pins
+                    .insert(pod, cert)
+                    .and_then(|()| TlsPair::with_pins(id, &shared.pins, cert))
+            } else {
+                TlsPair::new(id, cert)
+            };
+            Some(pair.map_err(|source| KubeError::Tls {
                 pod: pod.into(),
                 source,
             })?)
