@@ -135,6 +135,8 @@ pub(crate) struct Shared {
     pub(crate) cut_port_forwards: tokio::sync::broadcast::Sender<(String, String)>,
     /// Port-forward sessions started so far, by `(namespace, pod)`.
     pub(crate) port_forward_sessions: Mutex<BTreeMap<(String, String), u64>>,
+    /// Every container process group started, by namespace.
+    started: Mutex<BTreeMap<String, Vec<i32>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -148,6 +150,15 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    pub(crate) fn started(&self, namespace: &str, pgid: i32) {
+        self.started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(namespace.to_owned())
+            .or_default()
+            .push(pgid);
+    }
+
     pub(crate) fn pod(&self, namespace: &str, name: &str) -> Option<Arc<PodRuntime>> {
         self.pods
             .lock()
@@ -250,6 +261,7 @@ impl Kubelet {
             shutdown: watch::Sender::new(false),
             cut_port_forwards: tokio::sync::broadcast::Sender::new(16),
             port_forward_sessions: Mutex::new(BTreeMap::new()),
+            started: Mutex::new(BTreeMap::new()),
         });
         let since = jiff::Timestamp::now();
         let node = node::register(&shared).await?;
@@ -308,6 +320,20 @@ impl Kubelet {
             .get(&(namespace.to_owned(), name.to_owned()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Every container process (group leader) this kubelet started for pods of
+    /// `namespace`, running or not: a test checks that none is left.
+    pub fn started_processes(&self, namespace: &str) -> Vec<u32> {
+        self.shared
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter_map(|&pid| u32::try_from(pid).ok())
+            .collect()
     }
 
     /// Pids of the running container processes (each the leader of its process group)

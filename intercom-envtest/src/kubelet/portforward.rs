@@ -210,7 +210,11 @@ async fn forward_port(
 ) {
     let error_channel = data_channel + 1;
     let stream = match TcpStream::connect((ip, port)).await {
-        Ok(stream) => stream,
+        Ok(stream) => {
+            // As Go sets on every TCP connection (the real kubelet's behaviour).
+            let _ = stream.set_nodelay(true);
+            stream
+        }
         Err(error) => {
             let message = format!(
                 "error forwarding port {port} to pod: failed to connect to {ip}:{port}: {error}"

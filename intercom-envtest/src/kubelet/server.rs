@@ -54,6 +54,8 @@ pub(crate) async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: 
                         continue;
                     }
                 };
+                // As Go sets on every TCP connection (the real kubelet's behaviour).
+                let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let shared = shared.clone();
                 connections.spawn(async move {

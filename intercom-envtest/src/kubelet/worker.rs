@@ -572,6 +572,7 @@ async fn run_container(
                     }
                 }
                 ctx.rt.touch();
+                ctx.shared.started(&ctx.rt.namespace, process.pid());
                 tracing::info!(container = %c.name, pid = process.pid(), program = ?launch.program, "container started");
                 let probes =
                     supervise_probes(ctx.clone(), c.clone(), spec.clone(), target, started);

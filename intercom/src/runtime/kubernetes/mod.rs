@@ -74,6 +74,11 @@ pub enum ConnectMode {
     ServiceDns,
     /// Through the apiserver's port-forward, one forwarded connection per pod,
     /// re-established if it drops (default outside the cluster).
+    ///
+    /// Every call then crosses the apiserver: expect tens of milliseconds per call (kube's
+    /// client leaves Nagle's algorithm on for its connection to the apiserver, whose delayed
+    /// ACKs then hold small writes back). For throughput, run the host in the cluster
+    /// ([`Endpoints`](Self::Endpoints)).
     PortForward,
 }
 

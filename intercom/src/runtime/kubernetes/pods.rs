@@ -1041,8 +1041,12 @@ impl tokio::io::AsyncWrite for SharedWriter {
 }
 
 /// A forwarded connection through the apiserver; keeps the forwarder alive.
+///
+/// Writes are buffered until flushed: each write becomes a WebSocket message on the host's
+/// connection to the apiserver, where kube's client leaves Nagle's algorithm on, so a frame
+/// header and its body sent apart would wait for a delayed ACK (~40 ms) between them.
 struct Forwarded {
-    stream: tokio::io::DuplexStream,
+    stream: tokio::io::BufWriter<tokio::io::DuplexStream>,
     _forwarder: kube::api::Portforwarder,
 }
 
@@ -1087,7 +1091,7 @@ async fn port_forward(pods: &Api<Pod>, pod: &str, port: u16) -> std::io::Result<
         std::io::Error::other(format!("port-forward to {pod}:{port} gave no stream"))
     })?;
     Ok(Io::Boxed(Box::pin(Forwarded {
-        stream,
+        stream: tokio::io::BufWriter::with_capacity(64 * 1024, stream),
         _forwarder: forwarder,
     })))
 }
