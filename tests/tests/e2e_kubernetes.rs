@@ -115,8 +115,9 @@ fn cluster_config() -> kube::Config {
     }
 }
 
+/// The SDK's low-latency client (what the README recommends for `PortForward`).
 fn kube_client() -> kube::Client {
-    kube::Client::try_from(cluster_config()).expect("kube client")
+    intercom::runtime::kubernetes::low_latency_client(cluster_config()).expect("kube client")
 }
 
 /// A client that authenticates with a ServiceAccount token only.
@@ -126,7 +127,7 @@ fn client_for_token(token: &str) -> kube::Client {
     let mut config = cluster_config();
     config.auth_info = kube::config::AuthInfo::default();
     config.headers.push((http::header::AUTHORIZATION, value));
-    kube::Client::try_from(config).expect("token client")
+    intercom::runtime::kubernetes::low_latency_client(config).expect("token client")
 }
 
 async fn namespace(client: &kube::Client, name: &str) -> String {

@@ -198,9 +198,12 @@ async fn host_with(args: &[String], kubernetes: bool) -> Result<(), Box<dyn Erro
             .image(IMAGE, exe)
             .start()
             .await?;
-        let kube = KubernetesConfig::new(env.client(), "default")
-            .workload("counter", &PluginWorkload::new(IMAGE).arg(PLUGIN_ARG))
-            .connect(ConnectMode::PortForward);
+        let kube = KubernetesConfig::new(
+            intercom::runtime::kubernetes::low_latency_client(env.control_plane().kube_config())?,
+            "default",
+        )
+        .workload("counter", &PluginWorkload::new(IMAGE).arg(PLUGIN_ARG))
+        .connect(ConnectMode::PortForward);
         cluster = Some(env);
         config.kubernetes(kube)
     } else {

@@ -138,7 +138,9 @@ const IMAGE: &str = "intercom.examples/greeter:1";
 
 /// `greeter --kubernetes [NAME]`: the same, with the plugin running as a Deployment.
 async fn kubernetes_host(name: Option<String>) -> Result<(), Box<dyn Error>> {
-    use intercom::runtime::kubernetes::{ConnectMode, KubernetesConfig, PluginWorkload};
+    use intercom::runtime::kubernetes::{
+        ConnectMode, KubernetesConfig, PluginWorkload, low_latency_client,
+    };
     init_host_logging();
     let env = intercom_envtest::Env::builder()
         .image(IMAGE, std::env::current_exe()?)
@@ -151,9 +153,12 @@ async fn kubernetes_host(name: Option<String>) -> Result<(), Box<dyn Error>> {
             PluginSet::new().with(PLUGIN_NAME, GreeterPlugin::client()),
         )
         .kubernetes(
-            KubernetesConfig::new(env.client(), "default")
-                .workload("greeter", &workload)
-                .connect(ConnectMode::PortForward),
+            KubernetesConfig::new(
+                low_latency_client(env.control_plane().kube_config())?,
+                "default",
+            )
+            .workload("greeter", &workload)
+            .connect(ConnectMode::PortForward),
         ),
     );
     let result = greet(&client, name.unwrap_or_else(|| "world".to_owned())).await;

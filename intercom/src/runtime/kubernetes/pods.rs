@@ -1042,9 +1042,9 @@ impl tokio::io::AsyncWrite for SharedWriter {
 
 /// A forwarded connection through the apiserver; keeps the forwarder alive.
 ///
-/// Writes are buffered until flushed: each write becomes a WebSocket message on the host's
-/// connection to the apiserver, where kube's client leaves Nagle's algorithm on, so a frame
-/// header and its body sent apart would wait for a delayed ACK (~40 ms) between them.
+/// Writes are buffered until flushed: each write to kube's stream becomes one WebSocket
+/// message, so a yamux frame header and its body travel together (and, on a client with
+/// Nagle's algorithm on, do not wait for a delayed ACK between them).
 struct Forwarded {
     stream: tokio::io::BufWriter<tokio::io::DuplexStream>,
     _forwarder: kube::api::Portforwarder,
