@@ -984,11 +984,11 @@ async fn e2e_service_dns_goes_through_the_service_with_mtls() {
             .await
             .unwrap();
         helper.stop();
-        // Each replica's connection is re-dialled through the Service; steered to one
-        // replica, both land there and both must be accepted at once (the host trusts every
-        // replica's handshake certificate, not only the one whose log it read).
-        // First wait until no connection is being made (the start may have retried).
-        let before = loop {
+        // The one connection is re-dialled through the Service, steered to each replica in
+        // turn: both must be accepted at once (the host trusts every replica's handshake
+        // certificate, not only that of the replica whose log it read).
+        let mut before = loop {
+            // First wait until no connection is being made (the start may have retried).
             let earlier = proxy.connections(&ns, "dns");
             tokio::time::sleep(Duration::from_millis(1500)).await;
             let now = proxy.connections(&ns, "dns");
@@ -996,30 +996,33 @@ async fn e2e_service_dns_goes_through_the_service_with_mtls() {
                 break now;
             }
         };
-        let target = plugin_pods(&kube, &ns, "dns")
+        let ips: Vec<String> = plugin_pods(&kube, &ns, "dns")
             .await
             .into_iter()
             .map(|(_, ip)| ip)
-            .max()
-            .expect("a pod");
-        proxy.steer(&ns, "dns", Some(target.parse().expect("pod IP")));
-        proxy.reset(&ns, "dns");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while proxy.connections(&ns, "dns") < before + 2 {
-            assert!(Instant::now() < deadline, "the replicas' connections were not re-dialled");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        assert_eq!(
-            proxy.connections(&ns, "dns"),
-            before + 2,
-            "a connection through the Service was refused and retried"
-        );
-        for _ in 0..10 {
-            assert_eq!(whoami(&mut kv).await.unwrap(), target);
+            .collect();
+        assert_eq!(ips.len(), 2);
+        for target in &ips {
+            proxy.steer(&ns, "dns", Some(target.parse().expect("pod IP")));
+            proxy.reset(&ns, "dns");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while proxy.connections(&ns, "dns") == before {
+                assert!(Instant::now() < deadline, "the connection was not re-dialled");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(
+                proxy.connections(&ns, "dns"),
+                before + 1,
+                "a connection through the Service to {target} was refused and retried"
+            );
+            before += 1;
+            for _ in 0..5 {
+                assert_eq!(&whoami(&mut kv).await.unwrap(), target);
+            }
         }
         proxy.steer(&ns, "dns", None);
-        let who = target;
+        let who = ips[1].clone();
         // The replica that answered goes away; calls carry on through the Service.
         let pods: Api<Pod> = Api::namespaced(kube.clone(), &ns);
         let (victim, _) = plugin_pods(&kube, &ns, "dns")

@@ -67,10 +67,11 @@ pub enum ConnectMode {
     /// Watch the Service's EndpointSlices and dial ready pod IPs directly, balancing calls
     /// over all replicas (default when the host runs in the cluster).
     Endpoints,
-    /// Dial `<service>.<namespace>.svc:<port>` (for meshes): one connection per ready
-    /// replica, each through the Service name, so the Service (kube-proxy or the mesh)
-    /// picks the pod that answers. With AutoMTLS the host accepts the certificate of any
-    /// replica whose handshake it read, since it cannot know which one the Service chose.
+    /// Dial `<service>.<namespace>.svc:<port>` (for meshes): one connection through the
+    /// Service name, re-dialled when it drops, so the Service (kube-proxy or the mesh) picks
+    /// the replica that answers. The host reads every replica's handshake and, with
+    /// AutoMTLS, accepts the certificate of any of them, since it cannot know which one the
+    /// Service chose. Every replica's log is forwarded.
     ServiceDns,
     /// Through the apiserver's port-forward, one forwarded connection per pod,
     /// re-established if it drops (default outside the cluster).

@@ -132,6 +132,13 @@ struct Shared {
     /// `ServiceDns`: the certificates of every replica whose handshake was read, since a
     /// connection through the Service name may reach any of them.
     pins: PinSet,
+    /// `ServiceDns`: the container key whose handshake was read (and pinned), by pod.
+    pinned: Mutex<HashMap<String, String>>,
+    /// `ServiceDns`: held while dialling the one connection through the Service.
+    dial: tokio::sync::Mutex<()>,
+    /// `ServiceDns`: each replica's log forwarding (its container key and task), which
+    /// does not depend on the one connection.
+    service_logs: Mutex<HashMap<String, (String, tokio::task::AbortHandle)>>,
 }
 
 /// Creates the objects and connects to the first ready replica.
@@ -476,6 +483,9 @@ async fn connect_all(
         yielded: Mutex::new(HashSet::new()),
         checked: Mutex::new(HashSet::new()),
         pins: PinSet::default(),
+        pinned: Mutex::new(HashMap::new()),
+        dial: tokio::sync::Mutex::new(()),
+        service_logs: Mutex::new(HashMap::new()),
     });
     let task = tokio::spawn(watch_plugin(shared.clone(), retry_rx));
     *lock(&plugin.watcher) = Some(task.abort_handle());
@@ -582,7 +592,12 @@ async fn watch_plugin(
                     let name = pod.metadata.name.clone().unwrap_or_default();
                     lock(&shared.seen).remove(&name);
                     shared.pins.remove(&name);
+                    lock(&shared.pinned).remove(&name);
+                    if let Some((_, logs)) = lock(&shared.service_logs).remove(&name) {
+                        logs.abort();
+                    }
                     plugin.remove_leg(&name);
+                    redial_through_service(&shared, &name, &retry_tx);
                 }
                 Some(Ok(_)) => {}
                 Some(Err(err)) => tracing::debug!(error = &err as &dyn std::error::Error, "pod watch error"),
@@ -640,6 +655,51 @@ async fn watch_plugin(
     }
 }
 
+/// Forwards the rest of a pod's log (the plugin's stderr) into `tracing`, until the log
+/// ends or the plugin is closed.
+fn forward_logs<S>(shared: &Shared, pod: &str, mut lines: S) -> tokio::task::AbortHandle
+where
+    S: futures::Stream<Item = std::io::Result<String>> + Send + Unpin + 'static,
+{
+    let client_name = shared.client_name.clone();
+    let pod_name = pod.to_string();
+    let closed = shared.plugin.closed.clone();
+    tokio::spawn(async move {
+        let mut parser = crate::logs::StderrParser::default();
+        let forward = async {
+            while let Some(Ok(line)) = lines.next().await {
+                let record = parser.parse(&line);
+                crate::logs::emit_with(&client_name, Some(&pod_name), &record);
+            }
+        };
+        tokio::select! {
+            () = forward => {}
+            () = closed.cancelled() => {}
+        }
+    })
+    .abort_handle()
+}
+
+/// `ServiceDns`: when the one connection through the Service is gone (its pod left or is
+/// not ready), looks at the other ready replicas again so that one of them dials anew.
+fn redial_through_service(
+    shared: &Shared,
+    gone: &str,
+    retry: &tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    if shared.mode != ConnectMode::ServiceDns || !lock(&shared.plugin.legs).is_empty() {
+        return;
+    }
+    let ready: Vec<String> = lock(&shared.seen)
+        .iter()
+        .filter(|(name, pod)| name.as_str() != gone && pod_ready(pod))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in ready {
+        let _ = retry.send(name);
+    }
+}
+
 /// Ready endpoint addresses by pod name.
 fn ready_endpoints(slice: &EndpointSlice) -> BTreeMap<String, String> {
     slice
@@ -663,6 +723,7 @@ async fn evaluate(
     let plugin = &shared.plugin;
     let Some(pod) = lock(&shared.seen).get(name).cloned() else {
         plugin.remove_leg(name);
+        redial_through_service(shared, name, retry);
         return;
     };
     let status = pod.status.clone().unwrap_or_default();
@@ -710,9 +771,18 @@ async fn evaluate(
     }
     if !ready || pod.metadata.deletion_timestamp.is_some() || address.is_none() {
         plugin.remove_leg(name);
+        redial_through_service(shared, name, retry);
         return;
     }
     if current.as_deref() == Some(key.as_str()) || lock(&shared.yielded).contains(&key) {
+        return;
+    }
+    if shared.mode == ConnectMode::ServiceDns
+        && current.is_none()
+        && lock(&shared.pinned).get(name) == Some(&key)
+        && !lock(&plugin.legs).is_empty()
+    {
+        // Its certificate is pinned and the one connection through the Service is up.
         return;
     }
     if current.is_some() {
@@ -867,6 +937,29 @@ async fn connect_pod(
         }
         _ => None,
     };
+    // `ServiceDns`: one connection through the Service, whichever replica it reaches; the
+    // other replicas only contribute their certificates.
+    let mut lines = Some(lines);
+    let _dialling = if shared.mode == ConnectMode::ServiceDns {
+        lock(&shared.pinned).insert(pod.to_string(), key.clone());
+        // Every replica's log is forwarded, connected or not; once per container.
+        if let Some(lines) = lines.take() {
+            let mut logs = lock(&shared.service_logs);
+            if logs.get(pod).map(|(k, _)| k) != Some(&key) {
+                let task = forward_logs(shared, pod, lines);
+                if let Some((_, old)) = logs.insert(pod.to_string(), (key.clone(), task)) {
+                    old.abort();
+                }
+            }
+        }
+        let guard = shared.dial.lock().await;
+        if !lock(&plugin.legs).is_empty() {
+            return Ok(handshake.app_version);
+        }
+        Some(guard)
+    } else {
+        None
+    };
     let port = handshake
         .address
         .rsplit(':')
@@ -936,19 +1029,8 @@ async fn connect_pod(
         .abort_handle(),
     );
     // The rest of the log is the plugin's stderr: forward it into tracing.
-    {
-        let client_name = shared.client_name.clone();
-        let pod_name = pod.to_string();
-        tasks.push(
-            tokio::spawn(async move {
-                let mut parser = crate::logs::StderrParser::default();
-                while let Some(Ok(line)) = lines.next().await {
-                    let record = parser.parse(&line);
-                    crate::logs::emit_with(&client_name, Some(&pod_name), &record);
-                }
-            })
-            .abort_handle(),
-        );
+    if let Some(lines) = lines {
+        tasks.push(forward_logs(shared, pod, lines));
     }
     // When the connection ends (pod gone, port-forward dropped), leave and look at the pod
     // again: if it is still ready, reconnect. Unless another host took the plugin over (a
