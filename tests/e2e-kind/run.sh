@@ -22,10 +22,11 @@ KUBECONFIG_FILE="$(mktemp)"
 trap 'rm -f "$KUBECONFIG_FILE"; [ -n "${KEEP_CLUSTER:-}" ] || kind delete cluster --name "$CLUSTER"' EXIT
 kind get kubeconfig --name "$CLUSTER" > "$KUBECONFIG_FILE"
 
-# The images the suite names (see PLUGIN_IMAGE and SLEEPER_IMAGE in the test file).
+# The images the suite names (see PLUGIN_IMAGE, MACRO_IMAGE and SLEEPER_IMAGE in the test file).
 docker build -f tests/e2e-kind/Dockerfile.test-plugin -t intercom.test/test-plugin:1 .
+docker build -f tests/e2e-kind/Dockerfile.test-plugin --build-arg BIN=macro-plugin -t intercom.test/macro-plugin:1 .
 docker build -f tests/e2e-kind/Dockerfile.sleeper -t intercom.test/sleeper:1 tests/e2e-kind
-kind load docker-image --name "$CLUSTER" intercom.test/test-plugin:1 intercom.test/sleeper:1
+kind load docker-image --name "$CLUSTER" intercom.test/test-plugin:1 intercom.test/macro-plugin:1 intercom.test/sleeper:1
 
 # The host runs outside the cluster here: PortForward works as is; Endpoints mode needs the
 # pod network to be reachable from the host (true for kind on Linux via the node's bridge).
