@@ -210,6 +210,7 @@ pub const SERVICE_CIDR_ENV: &str = "INTERCOM_ENVTEST_SERVICE_CIDR";
 /// The variable naming the hosts file for Service names (see [`EnvBuilder::hosts_file`]).
 pub const HOSTS_FILE_ENV: &str = "INTERCOM_ENVTEST_HOSTS_FILE";
 
+/// The range in `var`, if set; `Err` carries a value that is not an IPv4 CIDR.
 fn cidr_from_env(var: &str) -> Result<Option<PodCidr>, String> {
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => v.trim().parse().map(Some).map_err(|_| v),
@@ -225,14 +226,7 @@ pub const POD_CIDR_ENV: &str = "INTERCOM_ENVTEST_POD_CIDR";
 /// # Errors
 /// [`EnvError::PodCidr`] when the value is not an IPv4 CIDR.
 pub fn pod_cidr_from_env() -> Result<Option<PodCidr>, EnvError> {
-    match std::env::var(POD_CIDR_ENV) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| EnvError::PodCidr { value: v }),
-        _ => Ok(None),
-    }
+    cidr_from_env(POD_CIDR_ENV).map_err(|value| EnvError::PodCidr { value })
 }
 
 impl Env {

@@ -397,9 +397,7 @@ fn server_config_with_versions(
     peer_der: &[u8],
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    check_certificate(peer_der)?;
-    let pins = Pins::One(CertificateDer::from(peer_der.to_vec()));
-    server_config_pinning(own, pins, versions)
+    server_config_pinning(own, PinSet::one(peer_der)?, versions)
 }
 
 /// A server config accepting any client certificate of `pins`, which may change later.
@@ -408,12 +406,12 @@ pub(crate) fn server_config_any(
     own: &Identity,
     pins: &PinSet,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config_pinning(own, Pins::Set(pins.clone()), PROTOCOL_VERSIONS)
+    server_config_pinning(own, pins.clone(), PROTOCOL_VERSIONS)
 }
 
 fn server_config_pinning(
     own: &Identity,
-    pins: Pins,
+    pins: PinSet,
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
@@ -460,9 +458,7 @@ fn client_config_with_versions(
     peer_der: &[u8],
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    check_certificate(peer_der)?;
-    let pins = Pins::One(CertificateDer::from(peer_der.to_vec()));
-    client_config_pinning(own, pins, versions)
+    client_config_pinning(own, PinSet::one(peer_der)?, versions)
 }
 
 /// A client config accepting any server certificate of `pins`, which may change later.
@@ -471,12 +467,12 @@ pub(crate) fn client_config_any(
     own: &Identity,
     pins: &PinSet,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    client_config_pinning(own, Pins::Set(pins.clone()), PROTOCOL_VERSIONS)
+    client_config_pinning(own, pins.clone(), PROTOCOL_VERSIONS)
 }
 
 fn client_config_pinning(
     own: &Identity,
-    pins: Pins,
+    pins: PinSet,
     versions: &[&'static SupportedProtocolVersion],
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
@@ -569,8 +565,14 @@ impl std::error::Error for NotPinned {}
 #[derive(Clone, Default)]
 pub(crate) struct PinSet(Arc<RwLock<BTreeMap<String, CertificateDer<'static>>>>);
 
-#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))] // used by the Kubernetes runtime
 impl PinSet {
+    /// A set of exactly `der`.
+    fn one(der: &[u8]) -> Result<Self, TlsError> {
+        let set = PinSet::default();
+        set.insert("peer", der)?;
+        Ok(set)
+    }
+
     /// Accepts `der` (under `name`, replacing what was there).
     pub(crate) fn insert(&self, name: &str, der: &[u8]) -> Result<(), TlsError> {
         check_certificate(der)?;
@@ -580,6 +582,7 @@ impl PinSet {
     }
 
     /// Stops accepting the certificate named `name`.
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))] // used by the Kubernetes runtime
     pub(crate) fn remove(&self, name: &str) {
         self.write().remove(name);
     }
@@ -618,45 +621,22 @@ impl fmt::Debug for PinSet {
     }
 }
 
-/// What a [`PinnedCertVerifier`] accepts.
-#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))] // used by the Kubernetes runtime
-enum Pins {
-    One(CertificateDer<'static>),
-    Set(PinSet),
-}
-
-impl Pins {
-    fn accepts(&self, der: &[u8]) -> bool {
-        match self {
-            Pins::One(c) => c.as_ref() == der,
-            Pins::Set(set) => set.contains(der),
-        }
-    }
-
-    fn fingerprints(&self) -> String {
-        match self {
-            Pins::One(c) => fingerprint(c.as_ref()),
-            Pins::Set(set) => set.fingerprints(),
-        }
-    }
-}
-
-/// Accepts exactly the pinned certificate (or one of a [`PinSet`]), as server or client
-/// verifier, and checks handshake signatures against it.
+/// Accepts exactly the pinned certificates of a [`PinSet`] (usually one), as server or client
+/// verifier, and checks handshake signatures against the one presented.
 ///
 /// This replaces Go's chain building with the peer certificate as sole root: the only chain that
 /// could be built there is the pinned certificate itself, so equality is the same trust decision.
 /// Validity dates and extensions are not checked: the certificate is fresh from the peer process
 /// and was handed over out of band.
 struct PinnedCertVerifier {
-    pins: Pins,
+    pins: PinSet,
     role: Role,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl PinnedCertVerifier {
     fn check(&self, presented: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        if self.pins.accepts(presented.as_ref()) {
+        if self.pins.contains(presented.as_ref()) {
             return Ok(());
         }
         let error = NotPinned {
@@ -1016,7 +996,7 @@ mod tests {
             let server = server_config(&plugin, host.cert_der()).expect("server config");
             let provider = provider();
             let verifier = PinnedCertVerifier {
-                pins: Pins::One(CertificateDer::from(plugin.cert_der().to_vec())),
+                pins: PinSet::one(plugin.cert_der()).expect("pin"),
                 role: Role::Server,
                 algorithms: provider.signature_verification_algorithms,
             };

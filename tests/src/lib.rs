@@ -92,6 +92,35 @@ impl counter::add_helper_server::AddHelper for Sum {
     }
 }
 
+/// `Counter.Put(key, value)` with the host serving `AddHelper` ([`Sum`]) on a fresh broker
+/// id for the duration of the call, so the plugin adds through a callback.
+///
+/// # Errors
+/// The broker refused the id (as a `Status`), or the call failed.
+pub async fn put_with_callback(
+    broker: &GrpcBroker,
+    counter: &mut counter::counter_client::CounterClient<Channel>,
+    key: &str,
+    value: i64,
+) -> Result<(), tonic::Status> {
+    let id = broker.next_id();
+    let server = broker
+        .accept_and_serve(
+            id,
+            tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(Sum)),
+        )
+        .map_err(|e| tonic::Status::internal(format!("broker id {id}: {e}")))?;
+    let result = counter
+        .put(counter::PutRequest {
+            add_server: id,
+            key: key.into(),
+            value,
+        })
+        .await;
+    server.stop();
+    result.map(drop)
+}
+
 /// The host's plugin map for the test plugin and go-plugin's fixtures.
 pub fn host_plugins() -> intercom::PluginSet {
     intercom::PluginSet::new()

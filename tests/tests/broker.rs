@@ -29,25 +29,9 @@ async fn both_directions(multiplex: Multiplex, mtls: bool) {
     let mut counter: counter::counter_client::CounterClient<Channel> =
         protocol.dispense("counter").unwrap();
     for _ in 0..2 {
-        let broker = protocol.broker();
-        let id = broker.next_id();
-        let server = broker
-            .accept_and_serve(
-                id,
-                tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(
-                    intercom_tests::Sum,
-                )),
-            )
-            .unwrap();
-        counter
-            .put(counter::PutRequest {
-                add_server: id,
-                key: "x".into(),
-                value: 1,
-            })
+        intercom_tests::put_with_callback(protocol.broker(), &mut counter, "x", 1)
             .await
             .unwrap();
-        server.stop();
     }
     let value = counter
         .get(counter::GetRequest { key: "x".into() })

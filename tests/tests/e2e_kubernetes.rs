@@ -298,25 +298,9 @@ async fn e2e_callbacks_cross_the_pod_boundary_both_ways() {
         let mut counter: counter::counter_client::CounterClient<Channel> =
             protocol.dispense("counter").unwrap();
         for _ in 0..2 {
-            let id = protocol.broker().next_id();
-            let server = protocol
-                .broker()
-                .accept_and_serve(
-                    id,
-                    tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(
-                        intercom_tests::Sum,
-                    )),
-                )
-                .unwrap();
-            counter
-                .put(counter::PutRequest {
-                    add_server: id,
-                    key: "x".into(),
-                    value: 1,
-                })
+            intercom_tests::put_with_callback(protocol.broker(), &mut counter, "x", 1)
                 .await
                 .unwrap();
-            server.stop();
         }
         assert_eq!(
             counter
@@ -368,15 +352,7 @@ async fn e2e_three_replicas_share_the_calls() {
         let deadline = Instant::now() + Duration::from_secs(60);
         while seen.len() < 3 {
             assert!(Instant::now() < deadline, "calls reached only {seen:?}");
-            let who = kv
-                .get(kv::GetRequest {
-                    key: "whoami".into(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .value;
-            seen.insert(String::from_utf8_lossy(&who).into_owned());
+            seen.insert(whoami(&mut kv).await.unwrap());
         }
         client.kill().await;
         assert_nothing_left(&kube, &ns).await;
@@ -397,14 +373,7 @@ async fn e2e_a_replaced_pod_is_reconnected() {
             ConnectMode::PortForward,
         ));
         let mut kv = kv_client(&client).await;
-        let before = kv
-            .get(kv::GetRequest {
-                key: "whoami".into(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .value;
+        let before = whoami(&mut kv).await.unwrap();
         // A call in flight when its pod is deleted fails...
         let mut slow = kv.clone();
         let call = tokio::spawn(async move {
@@ -415,18 +384,8 @@ async fn e2e_a_replaced_pod_is_reconnected() {
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         let pods: Api<Pod> = Api::namespaced(kube.clone(), &ns);
-        for pod in pods
-            .list(&ListParams::default().labels("intercom.dev/plugin=replace"))
-            .await
-            .unwrap()
-            .items
-        {
-            pods.delete(
-                &pod.metadata.name.unwrap_or_default(),
-                &DeleteParams::default(),
-            )
-            .await
-            .unwrap();
+        for (pod, _) in plugin_pods(&kube, &ns, "replace").await {
+            pods.delete(&pod, &DeleteParams::default()).await.unwrap();
         }
         let res = tokio::time::timeout(Duration::from_secs(20), call)
             .await
@@ -434,18 +393,7 @@ async fn e2e_a_replaced_pod_is_reconnected() {
             .unwrap();
         assert!(res.is_err(), "the call on the deleted pod must fail");
         // ...and the next one reaches the replacement, with nothing done by the host.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let after = loop {
-            match kv
-                .get(kv::GetRequest {
-                    key: "whoami".into(),
-                })
-                .await
-            {
-                Ok(r) => break r.into_inner().value,
-                Err(e) => assert!(Instant::now() < deadline, "no replacement: {e}"),
-            }
-        };
+        let after = whoami_eventually(&mut kv).await;
         assert_ne!(before, after, "answered by the replacement pod");
         assert!(!client.exited());
         client.kill().await;
@@ -584,11 +532,7 @@ async fn e2e_host_pod_deletion_collects_its_plugins() {
             .owned_by(owner),
         );
         let mut kv = kv_client(&client).await;
-        kv.get(kv::GetRequest {
-            key: "whoami".into(),
-        })
-        .await
-        .unwrap();
+        whoami(&mut kv).await.unwrap();
         pods.delete("host", &DeleteParams::default()).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         while !client.exited() {
@@ -599,13 +543,7 @@ async fn e2e_host_pod_deletion_collects_its_plugins() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let started = Instant::now();
-        assert!(
-            kv.get(kv::GetRequest {
-                key: "whoami".into()
-            })
-            .await
-            .is_err()
-        );
+        assert!(whoami(&mut kv).await.is_err());
         assert!(
             started.elapsed() < Duration::from_secs(2),
             "a call on a dead plugin errors promptly"
@@ -641,11 +579,7 @@ async fn e2e_discover_and_reattach() {
                 .connect(ConnectMode::PortForward),
         );
         let mut kv = kv_client(&second).await;
-        kv.get(kv::GetRequest {
-            key: "whoami".into(),
-        })
-        .await
-        .unwrap();
+        whoami(&mut kv).await.unwrap();
         second.kill().await;
         let deployments: Api<Deployment> = Api::namespaced(kube.clone(), &ns);
         assert!(
@@ -721,11 +655,7 @@ async fn e2e_least_privilege_rbac() {
             ConnectMode::PortForward,
         ));
         let mut kv = kv_client(&client).await;
-        kv.get(kv::GetRequest {
-            key: "whoami".into(),
-        })
-        .await
-        .unwrap();
+        whoami(&mut kv).await.unwrap();
         client.kill().await;
         assert_nothing_left(&admin, &ns).await;
         // Without it: a clear 403, nothing left behind.
@@ -839,16 +769,7 @@ async fn e2e_plugin_logs_reach_the_host_with_the_pod_name() {
         })
         .await
         .unwrap();
-        let pods: Api<Pod> = Api::namespaced(kube.clone(), &ns);
-        let pod = pods
-            .list(&ListParams::default().labels("intercom.dev/plugin=logger"))
-            .await
-            .unwrap()
-            .items
-            .remove(0)
-            .metadata
-            .name
-            .unwrap();
+        let (pod, _) = plugin_pods(&kube, &ns, "logger").await.remove(0);
         let deadline = Instant::now() + Duration::from_secs(20);
         let found = loop {
             let got: Vec<recorder::Event> = events
@@ -965,25 +886,9 @@ async fn e2e_service_dns_goes_through_the_service_with_mtls() {
         assert!(protocol.broker().is_multiplexed());
         let mut counter: counter::counter_client::CounterClient<Channel> =
             protocol.dispense("counter").unwrap();
-        let id = protocol.broker().next_id();
-        let helper = protocol
-            .broker()
-            .accept_and_serve(
-                id,
-                tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(
-                    intercom_tests::Sum,
-                )),
-            )
-            .unwrap();
-        counter
-            .put(counter::PutRequest {
-                add_server: id,
-                key: "x".into(),
-                value: 5,
-            })
+        intercom_tests::put_with_callback(protocol.broker(), &mut counter, "x", 5)
             .await
             .unwrap();
-        helper.stop();
         // The one connection is re-dialled through the Service, steered to each replica in
         // turn: both must be accepted at once (the host trusts every replica's handshake
         // certificate, not only that of the replica whose log it read).

@@ -267,25 +267,9 @@ async fn rust_host_serves_callback_to_go_counter_plugin() {
         let mut counter: counter::counter_client::CounterClient<Channel> =
             protocol.dispense("counter").unwrap();
         for _ in 0..2 {
-            let id = protocol.broker().next_id();
-            let server = protocol
-                .broker()
-                .accept_and_serve(
-                    id,
-                    tonic::service::Routes::new(counter::add_helper_server::AddHelperServer::new(
-                        intercom_tests::Sum,
-                    )),
-                )
-                .unwrap();
-            counter
-                .put(counter::PutRequest {
-                    add_server: id,
-                    key: "x".into(),
-                    value: 1,
-                })
+            intercom_tests::put_with_callback(protocol.broker(), &mut counter, "x", 1)
                 .await
                 .unwrap_or_else(|e| panic!("put (mux={mux} mtls={mtls}): {e}"));
-            server.stop();
         }
         let v = counter
             .get(counter::GetRequest { key: "x".into() })

@@ -1,52 +1,13 @@
 //! Runs the `greeter` example end to end through its binary (host and plugin in one
 //! executable) and checks its output.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// The longest one run may take (it normally takes well under a second).
-const DEADLINE: Duration = Duration::from_secs(60);
+#[path = "../../common/run.rs"]
+mod common;
 
 /// Runs the example with `args`; returns (success, stdout, stderr).
 fn run(args: &[&str]) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_greeter"))
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("failed to start the example");
-    let stdout = drain(child.stdout.take().expect("stdout is piped"));
-    let stderr = drain(child.stderr.take().expect("stderr is piped"));
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("failed to wait for the example") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = stdout.join().expect("stdout reader panicked");
-    let stderr = stderr.join().expect("stderr reader panicked");
-    let status = status.unwrap_or_else(|| {
-        panic!("the example did not exit within {DEADLINE:?}\nstdout:\n{stdout}\nstderr:\n{stderr}")
-    });
-    (status.success(), stdout, stderr)
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
+    let done = common::run(env!("CARGO_BIN_EXE_greeter"), args);
+    (done.success, done.stdout, done.stderr)
 }
 
 #[test]
@@ -63,12 +24,7 @@ fn greets_through_the_generated_client() {
         .trim_end_matches(')')
         .parse()
         .expect("a pid in the greeting");
-    assert!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .is_ok_and(|s| s.contains(") Z")),
-        "plugin {pid} outlived the host"
-    );
+    assert!(!common::is_running(pid), "plugin {pid} outlived the host");
     assert!(
         stderr.contains("intercom::plugin") && stderr.contains("greeting"),
         "{stderr}"

@@ -132,13 +132,24 @@ struct Shared {
     /// `ServiceDns`: the certificates of every replica whose handshake was read, since a
     /// connection through the Service name may reach any of them.
     pins: PinSet,
-    /// `ServiceDns`: the container key whose handshake was read (and pinned), by pod.
-    pinned: Mutex<HashMap<String, String>>,
+    /// `ServiceDns`: the replicas whose handshake was read (and certificate pinned), by pod.
+    pinned: Mutex<HashMap<String, Pinned>>,
     /// `ServiceDns`: held while dialling the one connection through the Service.
     dial: tokio::sync::Mutex<()>,
-    /// `ServiceDns`: each replica's log forwarding (its container key and task), which
-    /// does not depend on the one connection.
-    service_logs: Mutex<HashMap<String, (String, tokio::task::AbortHandle)>>,
+}
+
+/// `ServiceDns`: a replica whose handshake was read. Its log is forwarded whether or not
+/// the one connection through the Service reaches it; dropping this stops that.
+struct Pinned {
+    /// The container (see `evaluate`): a new one prints a new handshake.
+    key: String,
+    logs: tokio::task::AbortHandle,
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        self.logs.abort();
+    }
 }
 
 /// Creates the objects and connects to the first ready replica.
@@ -485,7 +496,6 @@ async fn connect_all(
         pins: PinSet::default(),
         pinned: Mutex::new(HashMap::new()),
         dial: tokio::sync::Mutex::new(()),
-        service_logs: Mutex::new(HashMap::new()),
     });
     let task = tokio::spawn(watch_plugin(shared.clone(), retry_rx));
     *lock(&plugin.watcher) = Some(task.abort_handle());
@@ -593,9 +603,6 @@ async fn watch_plugin(
                     lock(&shared.seen).remove(&name);
                     shared.pins.remove(&name);
                     lock(&shared.pinned).remove(&name);
-                    if let Some((_, logs)) = lock(&shared.service_logs).remove(&name) {
-                        logs.abort();
-                    }
                     plugin.remove_leg(&name);
                     redial_through_service(&shared, &name, &retry_tx);
                 }
@@ -779,7 +786,7 @@ async fn evaluate(
     }
     if shared.mode == ConnectMode::ServiceDns
         && current.is_none()
-        && lock(&shared.pinned).get(name) == Some(&key)
+        && lock(&shared.pinned).get(name).map(|p| &p.key) == Some(&key)
         && !lock(&plugin.legs).is_empty()
     {
         // Its certificate is pinned and the one connection through the Service is up.
@@ -941,15 +948,18 @@ async fn connect_pod(
     // other replicas only contribute their certificates.
     let mut lines = Some(lines);
     let _dialling = if shared.mode == ConnectMode::ServiceDns {
-        lock(&shared.pinned).insert(pod.to_string(), key.clone());
         // Every replica's log is forwarded, connected or not; once per container.
         if let Some(lines) = lines.take() {
-            let mut logs = lock(&shared.service_logs);
-            if logs.get(pod).map(|(k, _)| k) != Some(&key) {
-                let task = forward_logs(shared, pod, lines);
-                if let Some((_, old)) = logs.insert(pod.to_string(), (key.clone(), task)) {
-                    old.abort();
-                }
+            let mut pinned = lock(&shared.pinned);
+            if pinned.get(pod).map(|p| &p.key) != Some(&key) {
+                let logs = forward_logs(shared, pod, lines);
+                pinned.insert(
+                    pod.to_string(),
+                    Pinned {
+                        key: key.clone(),
+                        logs,
+                    },
+                );
             }
         }
         let guard = shared.dial.lock().await;
