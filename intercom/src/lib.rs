@@ -21,6 +21,7 @@ pub const DEFAULT_SERVER_PORT: u16 = 50077;
 /// The gRPC health service name a plugin reports SERVING for.
 pub const GRPC_SERVICE_NAME: &str = "plugin";
 
+mod admission;
 pub mod broker;
 pub mod client;
 mod mux;

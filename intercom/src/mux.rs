@@ -107,6 +107,21 @@ impl Mux {
     pub(crate) fn close(&self) {
         self.closed.cancel();
     }
+
+    /// Whether the session has ended.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Resolves when the session has ended.
+    pub(crate) async fn closed(&self) {
+        self.closed.cancelled().await;
+    }
+
+    /// Whether `other` is a handle to this same session.
+    pub(crate) fn same_session(&self, other: &Mux) -> bool {
+        Arc::ptr_eq(&self._driver, &other._driver)
+    }
 }
 
 #[cfg(test)]

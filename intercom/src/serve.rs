@@ -7,17 +7,15 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use std::time::Duration;
-
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::RoutesBuilder;
 
+use crate::admission::{Admission, Routes};
 use crate::broker::{self, GrpcBroker, Mode, MuxSlot, Session, Side};
 use crate::handshake::{Handshake, HandshakeConfig, Protocol, negotiate_version};
-use crate::mux::{Mux, Role};
 use crate::plugin::{BoxError, GrpcPlugin, PluginSet};
 use crate::transport::{Io, ListenConfig, Listener, TlsPair};
 
@@ -318,6 +316,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     tracing::debug!(version, multiplex, "plugin serving");
 
     let (raw_tx, raw_rx) = mpsc::channel(16);
+    let (secured_tx, secured_rx) = mpsc::channel(16);
     // Plaintext connections while AutoMTLS is on get only the health service: that is
     // what a kubelet's gRPC readiness probe needs, and all it can reach.
     let (probe_tx, probe_rx) = mpsc::channel::<Io>(16);
@@ -342,62 +341,25 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         drop(probe_rx);
         None
     };
-    let accept_task = {
-        let session = session.clone();
-        let shutdown = shutdown.clone();
-        let tls_on = tls.is_some();
-        tokio::spawn(async move {
-            loop {
-                let io = tokio::select! {
-                    io = listener.accept() => io,
-                    () = shutdown.cancelled() => break,
-                };
-                let io = match io {
-                    Ok(io) => io,
-                    Err(err) => {
-                        tracing::warn!(
-                            error = &err as &dyn std::error::Error,
-                            "plugin listener failed"
-                        );
-                        break;
-                    }
-                };
-                let session = session.clone();
-                let shutdown = shutdown.clone();
-                let raw_tx = raw_tx.clone();
-                let probe_tx = probe_tx.clone();
-                let mux_slot = mux_slot.clone();
-                tokio::spawn(async move {
-                    let sniffed =
-                        tokio::time::timeout(Duration::from_secs(10), crate::transport::sniff(io))
-                            .await;
-                    let Ok(Ok(Some((first, io)))) = sniffed else {
-                        return;
-                    };
-                    match first {
-                        crate::transport::YAMUX_FIRST_BYTE if multiplex => {
-                            serve_mux_session(io, &session, &mux_slot, &raw_tx, &shutdown).await;
-                            if !persistent {
-                                // The host is gone: nothing can reach us any more.
-                                shutdown.cancel();
-                            }
-                        }
-                        crate::transport::TLS_FIRST_BYTE => {
-                            let _ = raw_tx.send(io).await;
-                        }
-                        _ if tls_on => {
-                            let _ = probe_tx.send(io).await;
-                        }
-                        _ => {
-                            let _ = raw_tx.send(io).await;
-                        }
-                    }
-                });
-            }
-        })
-    };
+    let admission = Admission::new(
+        session.clone(),
+        mux_slot,
+        tls.clone(),
+        multiplex,
+        persistent,
+        Routes {
+            raw: raw_tx,
+            secured: secured_tx,
+            probe: tls.is_some().then_some(probe_tx),
+        },
+        shutdown.clone(),
+    );
+    let accept_task = tokio::spawn(admission.accept_loop(listener));
 
-    let incoming = broker::tls_incoming(raw_rx, tls);
+    let incoming = futures::stream::select(
+        broker::tls_incoming(raw_rx, tls),
+        ReceiverStream::new(secured_rx).map(Ok),
+    );
     let server = tonic::transport::Server::builder()
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
@@ -414,42 +376,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     }
     drop(capture);
     result
-}
-
-/// Runs one host's yamux session until it ends, routing its streams: knocked ones to
-/// their broker ids, the rest to the main server. A newer session replaces an older one.
-async fn serve_mux_session(
-    io: Io,
-    session: &Session,
-    slot: &MuxSlot,
-    raw_tx: &mpsc::Sender<Io>,
-    shutdown: &CancellationToken,
-) {
-    let (mux, mut inbound) = Mux::start(io, Role::Server);
-    if let Some(previous) = slot.replace(mux.clone()) {
-        tracing::debug!("a new host connection replaces the previous one");
-        session.notify_replaced();
-        tokio::spawn(async move {
-            // Let the notice reach the old host before its connection goes.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            previous.close();
-        });
-    }
-    loop {
-        tokio::select! {
-            stream = inbound.recv() => match stream {
-                Some(io) => {
-                    let main = session.route_inbound(io);
-                    if let Some(io) = main && raw_tx.send(io).await.is_err() {
-                        break;
-                    }
-                }
-                None => break,
-            },
-            () = shutdown.cancelled() => break,
-        }
-    }
-    mux.close();
 }
 
 /// `plugin.GRPCController`: the host's graceful shutdown request.
