@@ -381,6 +381,14 @@ pub enum ClientError {
     /// AutoMTLS set-up failed.
     #[error("failed to set up AutoMTLS")]
     Tls(#[from] crate::tls::TlsError),
+    /// The host asked for AutoMTLS and the plugin announced no certificate.
+    #[error(
+        "plugin `{name}` does not support AutoMTLS: its handshake carries no certificate, and this host requires one; update the plugin to a go-plugin (v1.2+) or intercom version that supports AutoMTLS, or call ClientConfig::auto_mtls(false) to connect in plaintext (any local process can then call the plugin)"
+    )]
+    AutoMtlsUnsupported {
+        /// Plugin name.
+        name: String,
+    },
     /// Reattach target is gone.
     #[error("reattachment process not found: pid {pid} is not running")]
     ReattachNotFound {
@@ -559,13 +567,32 @@ impl Client {
             return Ok(protocol);
         }
         let running = match (&config.launcher, &config.reattach) {
-            (Some(_), None) => self.launch(&mut config).await?,
+            (Some(_), None) => match self.launch(&mut config).await {
+                Ok(running) => running,
+                Err(err) => {
+                    self.stop_failed_launch().await;
+                    return Err(err);
+                }
+            },
             (None, Some(_)) => self.attach(&config).await?,
             _ => return Err(ClientError::Config),
         };
         let protocol = running.protocol.clone();
         *state = State::Running(running);
         Ok(protocol)
+    }
+
+    /// After a failed launch: the process is stopped before the error is returned, so
+    /// [`exited`](Self::exited) is true ([`id`](Self::id) still names what ran).
+    async fn stop_failed_launch(&self) {
+        let handle = lock(&self.inner.handle).clone();
+        if let Some(handle) = handle {
+            // Bounded: a process that survives SIGKILL this long is beyond our reach.
+            let _ = tokio::time::timeout(Duration::from_secs(5), handle.kill()).await;
+        }
+        self.inner
+            .exited
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     async fn launch(&self, config: &mut ClientConfig) -> Result<Running, ClientError> {
@@ -631,11 +658,12 @@ impl Client {
         };
 
         let mut stdout = BufReader::new(launched.stdout);
-        let mut line = String::new();
+        // Bytes, not a String: a non-UTF-8 line is a bad handshake, not a closed stdout.
+        let mut line = Vec::new();
         let read = async {
             // go-plugin reads at most 64 KiB for the line.
             let mut limited = (&mut stdout).take(64 * 1024);
-            limited.read_line(&mut line).await
+            limited.read_until(b'\n', &mut line).await
         };
         let outcome = tokio::select! {
             // A line written just before exit still counts: read first.
@@ -678,7 +706,7 @@ impl Client {
             let _ = tokio::io::copy(&mut stdout, &mut sink).await;
         });
 
-        let handshake: Handshake = match line.parse::<Handshake>().and_then(|h| {
+        let handshake: Handshake = match Handshake::parse_bytes(&line).and_then(|h| {
             h.validate(&host_versions, config.multiplex == Multiplex::Required)
                 .map(|()| h)
         }) {
@@ -705,10 +733,8 @@ impl Client {
         }
         let tls = match (&identity, &handshake.server_cert) {
             (Some(id), Some(cert)) => Some(TlsPair::new(id, cert)?),
-            (Some(_), None) => {
-                tracing::warn!(plugin = %name, "AutoMTLS is on but the plugin sent no certificate (it does not support AutoMTLS); connecting in plaintext");
-                None
-            }
+            // Fail closed, as go-plugin does: the host asked for mTLS.
+            (Some(_), None) => return Err(ClientError::AutoMtlsUnsupported { name }),
             _ => None,
         };
         let connect = connect(

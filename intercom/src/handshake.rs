@@ -21,12 +21,14 @@
 //! Parsing follows go-plugin v1.8.0's host (`client.go`), with these deliberate
 //! differences, all of which turn silently ignored garbage into an error:
 //!
-//! - more than 7 `|`-separated fields is an error ([`HandshakeError::TooManyFields`]);
-//!   go-plugin ignores fields after the seventh;
 //! - the address must be an absolute path (`unix`) or an `ip:port` socket address with a
 //!   non-zero port (`tcp`); go-plugin defers that to the dial;
 //! - a MUX field that is not a Go boolean is an error even when the host did not ask for
 //!   multiplexing; go-plugin only looks at it when multiplexing was requested.
+//!
+//! As in go-plugin, fields after the seventh (MUX) are ignored: a newer plugin may add
+//! some. A first line that is not UTF-8 is a bad handshake
+//! ([`HandshakeError::InvalidUtf8`], see [`Handshake::parse_bytes`]).
 //!
 //! A CERT field of 1 to 50 characters is legacy filler and is ignored, exactly as
 //! go-plugin does; a longer one must be the base64 (standard alphabet, padding optional)
@@ -49,7 +51,8 @@ const CERT_FILLER_MAX_LEN: usize = 50;
 const SNIPPET_MAX_CHARS: usize = 200;
 
 /// Most `|`-separated fields a handshake line may have (`CORE` … `MUX`).
-const MAX_FIELDS: usize = 7;
+/// Fields after this many (`CORE|APP|NETWORK|ADDR|PROTOCOL|CERT|MUX`) are ignored.
+const KNOWN_FIELDS: usize = 7;
 
 /// Fewest `|`-separated fields a handshake line may have (`CORE` … `ADDR`).
 const MIN_FIELDS: usize = 4;
@@ -244,22 +247,16 @@ impl Handshake {
     ///
     /// One [`HandshakeError`] variant per problem, checked in go-plugin's order: the shape
     /// of the line ([`EmptyLine`](HandshakeError::EmptyLine),
-    /// [`Unrecognized`](HandshakeError::Unrecognized),
-    /// [`TooManyFields`](HandshakeError::TooManyFields)), then each field from CORE to MUX.
+    /// [`Unrecognized`](HandshakeError::Unrecognized)), then each field from CORE to MUX.
+    /// Fields after MUX are ignored.
     pub fn parse(line: &str) -> Result<Self, HandshakeError> {
         let line = line.trim();
         if line.is_empty() {
             return Err(HandshakeError::EmptyLine);
         }
-        let fields: Vec<&str> = line.split('|').collect();
+        let fields: Vec<&str> = line.split('|').take(KNOWN_FIELDS).collect();
         if fields.len() < MIN_FIELDS {
             return Err(HandshakeError::Unrecognized {
-                line: snippet(line),
-                fields: fields.len(),
-            });
-        }
-        if fields.len() > MAX_FIELDS {
-            return Err(HandshakeError::TooManyFields {
                 line: snippet(line),
                 fields: fields.len(),
             });
@@ -320,6 +317,21 @@ impl Handshake {
             server_cert,
             multiplex,
         })
+    }
+
+    /// Parses the raw first line of a plugin's stdout: as [`parse`](Self::parse), after
+    /// checking that it is UTF-8.
+    ///
+    /// # Errors
+    ///
+    /// [`HandshakeError::InvalidUtf8`], or whatever [`parse`](Self::parse) returns.
+    pub fn parse_bytes(line: &[u8]) -> Result<Self, HandshakeError> {
+        match std::str::from_utf8(line) {
+            Ok(text) => Self::parse(text),
+            Err(_) => Err(HandshakeError::InvalidUtf8 {
+                line: snippet(&String::from_utf8_lossy(line)),
+            }),
+        }
     }
 
     /// Checks a parsed handshake against the host's configuration.
@@ -491,18 +503,14 @@ pub enum HandshakeError {
         fields: usize,
     },
 
-    /// More than 7 `|`-separated fields. go-plugin ignores the extra fields; intercom
-    /// rejects them.
+    /// The first line of the plugin's stdout is not UTF-8.
     #[error(
-        "failed to parse plugin handshake {line:?}: it has {fields} `|`-separated fields, at most 7 \
-         are allowed (CORE|APP|NETWORK|ADDR|PROTOCOL|CERT|MUX); the plugin must print no extra \
-         fields (intercom is stricter than go-plugin here)"
+        "unrecognized remote plugin message {line:?}: the first line of the plugin's stdout is \
+         not UTF-8 text; plugins must print nothing to stdout before the handshake"
     )]
-    TooManyFields {
-        /// The offending line.
+    InvalidUtf8 {
+        /// The line, with invalid sequences replaced by U+FFFD.
         line: String,
-        /// How many `|`-separated fields it has.
-        fields: usize,
     },
 
     /// The CORE field is not a decimal number.
@@ -735,6 +743,36 @@ mod tests {
     }
 
     #[test]
+    fn fields_after_mux_are_ignored_as_in_go_plugin() {
+        let h = Handshake::parse("1|1|unix|/tmp/p|grpc||true|extra|and more").unwrap();
+        assert_eq!(
+            h,
+            Handshake {
+                multiplex: Some(true),
+                ..Handshake::new(1, Network::Unix, "/tmp/p")
+            }
+        );
+        // What the fields after MUX hold does not matter, not even `|` garbage.
+        let h = Handshake::parse("1|1|tcp|127.0.0.1:1234|grpc||false||||").unwrap();
+        assert_eq!(h.multiplex, Some(false));
+        assert_eq!(Handshake::parse(&h.to_string()).unwrap(), h);
+    }
+
+    #[test]
+    fn a_non_utf8_first_line_is_a_bad_handshake() {
+        let err = Handshake::parse_bytes(b"1|1|unix|/tmp/\xff\xfe|grpc|\n").unwrap_err();
+        match &err {
+            HandshakeError::InvalidUtf8 { line } => assert!(line.contains('\u{fffd}'), "{line}"),
+            other => panic!("unexpected: {other:?}"),
+        }
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        assert_eq!(
+            Handshake::parse_bytes(b"1|1|unix|/tmp/p|grpc|\n").unwrap(),
+            Handshake::new(1, Network::Unix, "/tmp/p")
+        );
+    }
+
+    #[test]
     fn go_plugin_example_lines() {
         let filler = format!("1|1|unix|/tmp/p|grpc|{}|1", "x".repeat(CERT_FILLER_MAX_LEN));
         let cases: &[(&str, Handshake)] = &[
@@ -871,11 +909,6 @@ mod tests {
                 long_garbage.clone(),
                 |e| matches!(e, HandshakeError::Unrecognized { line, .. } if line.chars().count() == 201),
                 "…",
-            ),
-            (
-                "1|1|unix|/tmp/p|grpc||true|extra".into(),
-                |e| matches!(e, HandshakeError::TooManyFields { fields: 8, .. }),
-                "at most 7",
             ),
             (
                 "x|1|unix|/tmp/p|grpc|".into(),

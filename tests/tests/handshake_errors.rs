@@ -32,6 +32,10 @@ async fn start_err(client: &Client) -> ClientError {
         "took {:?}",
         started.elapsed()
     );
+    assert!(
+        client.exited(),
+        "after a failed start the plugin has been stopped, and exited() says so"
+    );
     if let Some(pid) = client.id().and_then(|id| id.parse::<u32>().ok()) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while pid_running(pid) && Instant::now() < deadline {
@@ -86,6 +90,21 @@ async fn garbage_first_line_is_rejected() {
     let err = start_err(&client("garbage", HANDSHAKE)).await;
     assert!(
         matches!(&err, ClientError::Handshake { source: HandshakeError::Unrecognized { line, .. }, .. } if line.contains("not a handshake")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn non_utf8_first_line_is_a_bad_handshake_not_a_closed_stdout() {
+    let err = start_err(&client("non-utf8", HANDSHAKE)).await;
+    assert!(
+        matches!(
+            &err,
+            ClientError::Handshake {
+                source: HandshakeError::InvalidUtf8 { .. },
+                ..
+            }
+        ),
         "{err:?}"
     );
 }

@@ -17,14 +17,43 @@ fn python_client(dir: &std::path::Path, multiplex: Multiplex) -> Client {
                     .current_dir(dir),
             )
             .multiplex(multiplex)
+            // go-plugin's Python plugin cannot do AutoMTLS.
+            .auto_mtls(false)
             .kill_timeout(Duration::from_millis(500)),
     )
+}
+
+/// AutoMTLS fails closed: a host that asks for it refuses a plugin that announces no
+/// certificate (as go-plugin's does), and leaves no process behind.
+#[tokio::test]
+async fn automtls_host_refuses_a_plugin_without_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new(
+        ClientConfig::new(HANDSHAKE, host_plugins())
+            .launcher(
+                ProcessLauncher::new(python())
+                    .arg(python_kv_plugin())
+                    .current_dir(dir.path()),
+            )
+            .kill_timeout(Duration::from_millis(500)),
+    );
+    let err = client
+        .start()
+        .await
+        .expect_err("plaintext must not be chosen silently");
+    match &err {
+        ClientError::AutoMtlsUnsupported { name } => assert_eq!(name, "python"),
+        other => panic!("unexpected: {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains("auto_mtls(false)"), "{message}");
+    assert!(client.exited(), "the refused plugin must be stopped");
 }
 
 #[tokio::test]
 async fn rust_host_loads_python_plugin() {
     let dir = tempfile::tempdir().unwrap();
-    // Defaults: multiplexing and AutoMTLS requested; the plugin supports neither.
+    // Multiplexing requested (the default); the plugin does not support it.
     let client = python_client(dir.path(), Multiplex::Auto);
     let protocol = client.client().await.unwrap();
     assert!(!protocol.broker().is_multiplexed());

@@ -2,6 +2,12 @@
 //!
 //! Runs `$KV_PLUGIN` through `sh -c`, like go-plugin's examples/grpc host, so it loads the
 //! Rust plugin (`kv-plugin`), go-plugin's Go plugin, or a Python one alike.
+//!
+//! Like go-plugin's example host, it runs **without AutoMTLS**: go-plugin's Python
+//! plugin cannot do it, and a host that asks for AutoMTLS refuses a plugin that does not
+//! (`ClientError::AutoMtlsUnsupported`). A host of your own should keep the default
+//! (AutoMTLS on) unless it must load such plugins; without it, any local process that
+//! finds the plugin's socket can call the plugin (see SECURITY.md).
 
 use std::process::ExitCode;
 
@@ -37,6 +43,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             PluginSet::new().with(PLUGIN_NAME, KvPlugin::client()),
         )
         .launcher(ProcessLauncher::shell(command))
+        // As go-plugin's examples/grpc host: plaintext, so Python plugins load too.
+        .auto_mtls(false)
         .name("kv"),
     );
     let result = async {

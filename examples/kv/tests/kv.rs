@@ -17,6 +17,11 @@ fn go_fixture(name: &str) -> PathBuf {
 }
 
 fn run(host: &Path, plugin: &Path, args: &[&str], dir: &Path) -> String {
+    run_command(host, plugin.to_str().unwrap(), args, dir)
+}
+
+/// Runs `host` with `KV_PLUGIN` set to a shell command, as go-plugin's example host takes it.
+fn run_command(host: &Path, plugin: &str, args: &[&str], dir: &Path) -> String {
     let out = Command::new(host)
         .args(args)
         .current_dir(dir)
@@ -43,6 +48,27 @@ fn rust_host_and_rust_plugin() {
     assert_eq!(
         run(host, plugin, &["get", "hello"], dir.path()),
         "world\n\nWritten from plugin-rust-grpc\n"
+    );
+}
+
+/// go-plugin's own Python plugin (tests/fixtures/python), started the way go-plugin's
+/// README starts it: `KV_PLUGIN="python plugin.py"`.
+#[test]
+fn rust_host_and_python_plugin() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".deps/python/bin/python");
+    assert!(
+        python.is_file(),
+        "the Python venv is missing: run `scripts/setup-python.sh` (the README test command does)"
+    );
+    let plugin = root.join("tests/fixtures/python/kv_plugin.py");
+    let command = format!("{} {}", python.display(), plugin.display());
+    let dir = tempfile::tempdir().unwrap();
+    let host = Path::new(env!("CARGO_BIN_EXE_kv"));
+    run_command(host, &command, &["put", "hello", "world"], dir.path());
+    assert_eq!(
+        run_command(host, &command, &["get", "hello"], dir.path()),
+        "world\n\nWritten from plugin-python\n"
     );
 }
 

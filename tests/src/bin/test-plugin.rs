@@ -161,6 +161,14 @@ async fn main() -> Result<(), intercom::ServeError> {
             tokio::time::sleep(Duration::from_secs(60)).await;
             return Ok(());
         }
+        "non-utf8" => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(b"1|1|unix|/tmp/\xff\xfe|grpc|\n");
+            let _ = out.flush();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            return Ok(());
+        }
         "exit-early" => {
             eprintln!("fatal: the configuration file is missing");
             std::process::exit(3);

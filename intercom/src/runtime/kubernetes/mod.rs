@@ -384,6 +384,14 @@ pub enum KubeError {
         #[source]
         source: crate::BoxError,
     },
+    /// The host asked for AutoMTLS and the pod's plugin announced no certificate.
+    #[error(
+        "the plugin in pod {pod} does not support AutoMTLS: its handshake carries no certificate, and this host requires one; update the plugin image, or call ClientConfig::auto_mtls(false) to connect in plaintext (any pod that reaches the plugin can then call it)"
+    )]
+    AutoMtlsUnsupported {
+        /// The pod.
+        pod: String,
+    },
     /// AutoMTLS set-up failed.
     #[error("failed to set up AutoMTLS for pod {pod}")]
     Tls {

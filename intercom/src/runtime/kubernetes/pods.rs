@@ -942,7 +942,8 @@ async fn connect_pod(
                 source,
             })?)
         }
-        _ => None,
+        (Some(_), None) => return Err(KubeError::AutoMtlsUnsupported { pod: pod.into() }),
+        (None, _) => None,
     };
     // `ServiceDns`: one connection through the Service, whichever replica it reaches; the
     // other replicas only contribute their certificates.
