@@ -87,30 +87,12 @@ impl Admission {
     /// Accepts connections until shutdown. Accept errors (`EMFILE`, `ECONNABORTED`, …)
     /// pause the loop with a growing delay (up to a second) and never end it.
     pub(crate) async fn accept_loop(self, listener: Listener) {
-        let mut backoff = Duration::ZERO;
         loop {
             let io = tokio::select! {
-                io = listener.accept() => io,
+                io = listener.accept_retrying("plugin listener") => io,
                 () = self.shutdown.cancelled() => break,
             };
-            match io {
-                Ok(io) => {
-                    backoff = Duration::ZERO;
-                    tokio::spawn(self.clone().admit(io));
-                }
-                Err(err) => {
-                    backoff = (backoff * 2).clamp(Duration::from_millis(5), Duration::from_secs(1));
-                    tracing::warn!(
-                        error = &err as &dyn std::error::Error,
-                        retry_in = ?backoff,
-                        "plugin listener failed to accept a connection"
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = self.shutdown.cancelled() => break,
-                    }
-                }
-            }
+            tokio::spawn(self.clone().admit(io));
         }
     }
 

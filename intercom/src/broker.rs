@@ -562,13 +562,9 @@ impl Session {
                 tokio::spawn(async move {
                     loop {
                         tokio::select! {
-                            conn = listener.accept() => match conn {
-                                Ok(io) => if tx.send(io).await.is_err() { break },
-                                Err(err) => {
-                                    tracing::debug!(error = &err as &dyn std::error::Error, id, "broker listener failed");
-                                    break;
-                                }
-                            },
+                            io = listener.accept_retrying("broker listener") => {
+                                if tx.send(io).await.is_err() { break }
+                            }
                             () = tx.closed() => break,
                             () = closed.cancelled() => break,
                         }

@@ -1286,7 +1286,10 @@ pub(crate) async fn connect(
     } else {
         let session = Session::new(
             Side::Host,
-            Mode::Classic(ListenConfig::Unix { dir: None }),
+            Mode::Classic(ListenConfig::Unix {
+                dir: None,
+                group: None,
+            }),
             tls.clone(),
         );
         (session, None, dialer)

@@ -24,12 +24,14 @@ pub const GRPC_SERVICE_NAME: &str = "plugin";
 mod admission;
 pub mod broker;
 pub mod client;
+mod host_watch;
 mod mux;
 pub mod plugin;
 pub mod runtime;
 pub mod serve;
 mod sync;
 pub mod transport;
+pub mod unix_socket;
 
 pub use broker::{BrokerError, BrokerListener, BrokerServer, GrpcBroker};
 pub use client::{

@@ -27,6 +27,9 @@ pub mod env {
     pub const MULTIPLEX_GRPC: &str = "PLUGIN_MULTIPLEX_GRPC";
     /// The host's AutoMTLS certificate (PEM).
     pub const CLIENT_CERT: &str = "PLUGIN_CLIENT_CERT";
+    /// intercom: when set (non-empty), the plugin keeps running after its parent process
+    /// exits, for a later host to reattach to (set by `ProcessLauncher::outlive_host`).
+    pub const OUTLIVE_HOST: &str = "INTERCOM_OUTLIVE_HOST";
 }
 
 /// The text go-plugin prints (to stderr) when a plugin is run by hand.
@@ -250,6 +253,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let session = Session::new(Side::Plugin, mode, tls.clone());
     let broker = GrpcBroker::from(session.clone());
     let shutdown = CancellationToken::new();
+    // A plugin on a fixed address is not its host's child (Kubernetes, reattach).
+    let outlive = std::env::var_os(env::OUTLIVE_HOST).is_some_and(|v| !v.is_empty());
+    crate::host_watch::spawn(&shutdown, !persistent && !outlive);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter

@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::handshake::Network;
+use crate::unix_socket::{self, SocketDirError, SocketGroup, SocketGroupError};
 
 /// Environment variables the listener honours (go-plugin's names, plus intercom's own).
 pub mod env {
@@ -23,6 +25,8 @@ pub mod env {
     pub const MAX_PORT: &str = "PLUGIN_MAX_PORT";
     /// Directory for unix sockets (go-plugin).
     pub const UNIX_SOCKET_DIR: &str = "PLUGIN_UNIX_SOCKET_DIR";
+    /// Group (name or gid) given access to the plugin's unix socket (go-plugin).
+    pub const UNIX_SOCKET_GROUP: &str = "PLUGIN_UNIX_SOCKET_GROUP";
     /// intercom: listen on TCP at exactly this `ip:port` (set by the Kubernetes runtime
     /// and by intercom-envtest's kubelet, which gives every pod its own loopback IP).
     pub const LISTEN_ADDR: &str = "INTERCOM_LISTEN_ADDR";
@@ -35,10 +39,13 @@ pub mod env {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ListenConfig {
-    /// A unix socket in this directory (`None`: `PLUGIN_UNIX_SOCKET_DIR` or the temp dir).
+    /// A unix socket in a private directory (`0700`, socket `0600`) made inside `dir`
+    /// (`None`: the temp dir), or shared with `group` (directory `0710`, socket `0660`).
     Unix {
-        /// Directory for the socket file.
+        /// Where the socket's own directory is made.
         dir: Option<PathBuf>,
+        /// The group given access to the socket (`None`: only the owner).
+        group: Option<SocketGroup>,
     },
     /// TCP on 127.0.0.1, first free port in the inclusive range (both 0: OS picks).
     TcpRange {
@@ -55,7 +62,8 @@ impl ListenConfig {
     /// Reads the listener choice from the environment, as a plugin does at start.
     ///
     /// `INTERCOM_LISTEN_ADDR` wins, then `INTERCOM_TRANSPORT=tcp` (port range from
-    /// `PLUGIN_MIN_PORT`/`PLUGIN_MAX_PORT`), else a unix socket.
+    /// `PLUGIN_MIN_PORT`/`PLUGIN_MAX_PORT`), else a unix socket in `PLUGIN_UNIX_SOCKET_DIR`
+    /// shared with `PLUGIN_UNIX_SOCKET_GROUP` when set.
     ///
     /// # Errors
     /// A malformed address or port, or a min port above the max port.
@@ -90,6 +98,9 @@ impl ListenConfig {
             dir: get(env::UNIX_SOCKET_DIR)
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            group: get(env::UNIX_SOCKET_GROUP)
+                .filter(|s| !s.is_empty())
+                .map(SocketGroup::new),
         })
     }
 }
@@ -130,6 +141,12 @@ pub enum ListenError {
         /// The maximum.
         max: u16,
     },
+    /// The unix socket's directory could not be made.
+    #[error(transparent)]
+    SocketDir(#[from] SocketDirError),
+    /// The unix socket group could not be applied.
+    #[error(transparent)]
+    SocketGroup(#[from] SocketGroupError),
     /// The OS refused to bind.
     #[error("failed to bind {what}")]
     Bind {
@@ -140,6 +157,11 @@ pub enum ListenError {
         source: io::Error,
     },
 }
+
+/// First pause after a failed accept.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// Longest pause between retries of a failing accept.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// A bound listener: a unix socket (removed on drop) or TCP.
 #[derive(Debug)]
@@ -158,20 +180,26 @@ impl Listener {
     /// before the id is sent to the peer; needs a tokio runtime context.
     pub(crate) fn bind(config: &ListenConfig) -> Result<Self, ListenError> {
         match config {
-            ListenConfig::Unix { dir } => {
+            ListenConfig::Unix { dir, group } => {
                 let base = dir.clone().unwrap_or_else(std::env::temp_dir);
-                let tmp = tempfile::Builder::new()
-                    .prefix("plugin")
-                    .tempdir_in(&base)
-                    .map_err(|source| ListenError::Bind {
-                        what: format!("a socket directory in {}", base.display()),
-                        source,
-                    })?;
+                let group = group.as_ref();
+                let tmp = unix_socket::private_dir(
+                    &base,
+                    "plugin",
+                    group,
+                    unix_socket::GROUP_PLUGIN_DIR,
+                )?;
                 let path = tmp.path().join("plugin.sock");
                 let listener = UnixListener::bind(&path).map_err(|source| ListenError::Bind {
                     what: format!("unix socket {}", path.display()),
                     source,
                 })?;
+                unix_socket::restrict(
+                    &path,
+                    group,
+                    unix_socket::PRIVATE_SOCKET,
+                    unix_socket::GROUP_SOCKET,
+                )?;
                 Ok(Self::Unix {
                     listener,
                     _dir: tmp,
@@ -217,6 +245,28 @@ impl Listener {
         match self {
             Self::Unix { path, .. } => Ok(path.display().to_string()),
             Self::Tcp(l) => l.local_addr().map(|a| a.to_string()),
+        }
+    }
+
+    /// Accepts the next connection, riding out failures: `EMFILE` (no fds left),
+    /// `ECONNABORTED` and the like are logged and retried after a pause that doubles from
+    /// [`ACCEPT_BACKOFF_MIN`] to [`ACCEPT_BACKOFF_MAX`], so they never end an accept loop.
+    /// `what` names the listener in the log.
+    pub(crate) async fn accept_retrying(&self, what: &'static str) -> Io {
+        let mut backoff = Duration::ZERO;
+        loop {
+            match self.accept().await {
+                Ok(io) => return io,
+                Err(err) => {
+                    backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                    tracing::warn!(
+                        error = &err as &dyn std::error::Error,
+                        retry_in = ?backoff,
+                        "{what} failed to accept a connection"
+                    );
+                    tokio::time::sleep(backoff).await;
+                }
+            }
         }
     }
 
@@ -488,12 +538,23 @@ mod tests {
     fn listen_config_from_env() {
         assert_eq!(
             ListenConfig::from_lookup(lookup(&[])).unwrap(),
-            ListenConfig::Unix { dir: None }
+            ListenConfig::Unix {
+                dir: None,
+                group: None,
+            }
         );
         assert_eq!(
             ListenConfig::from_lookup(lookup(&[(env::UNIX_SOCKET_DIR, "/run/x")])).unwrap(),
             ListenConfig::Unix {
-                dir: Some("/run/x".into())
+                dir: Some("/run/x".into()),
+                group: None,
+            }
+        );
+        assert_eq!(
+            ListenConfig::from_lookup(lookup(&[(env::UNIX_SOCKET_GROUP, "plugins")])).unwrap(),
+            ListenConfig::Unix {
+                dir: None,
+                group: Some(SocketGroup::new("plugins")),
             }
         );
         assert_eq!(
@@ -549,7 +610,11 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, ListenError::NoFreePort { .. }));
 
-        let u = Listener::bind(&ListenConfig::Unix { dir: None }).unwrap();
+        let u = Listener::bind(&ListenConfig::Unix {
+            dir: None,
+            group: None,
+        })
+        .unwrap();
         let path = PathBuf::from(u.address().unwrap());
         assert!(path.exists());
         let _c = dial(Network::Unix, &u.address().unwrap()).await.unwrap();
@@ -557,6 +622,68 @@ mod tests {
         assert!(
             !path.exists(),
             "socket file must be removed with the listener"
+        );
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[tokio::test]
+    async fn a_unix_socket_and_its_directory_are_private() {
+        let base = tempfile::tempdir().unwrap();
+        let l = Listener::bind(&ListenConfig::Unix {
+            dir: Some(base.path().to_path_buf()),
+            group: None,
+        })
+        .unwrap();
+        let socket = PathBuf::from(l.address().unwrap());
+        assert_eq!(mode(&socket), 0o600, "socket mode");
+        assert_eq!(
+            mode(socket.parent().unwrap()),
+            0o700,
+            "socket directory mode"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_unix_socket_group_owns_the_socket_and_may_connect() {
+        use std::os::unix::fs::MetadataExt;
+        let base = tempfile::tempdir().unwrap();
+        // Our own primary group: one this process may always chown to.
+        let gid = nix::unistd::getegid().as_raw();
+        let l = Listener::bind(&ListenConfig::Unix {
+            dir: Some(base.path().to_path_buf()),
+            group: Some(SocketGroup::new(gid.to_string())),
+        })
+        .unwrap();
+        let socket = PathBuf::from(l.address().unwrap());
+        let dir = socket.parent().unwrap();
+        assert_eq!(mode(&socket), 0o660, "socket mode");
+        assert_eq!(mode(dir), 0o710, "socket directory mode");
+        assert_eq!(std::fs::metadata(&socket).unwrap().gid(), gid);
+        assert_eq!(std::fs::metadata(dir).unwrap().gid(), gid);
+        let _c = dial(Network::Unix, &l.address().unwrap()).await.unwrap();
+    }
+
+    #[test]
+    fn an_unknown_unix_socket_group_fails_the_bind_with_its_name() {
+        let base = tempfile::tempdir().unwrap();
+        let err = Listener::bind(&ListenConfig::Unix {
+            dir: Some(base.path().to_path_buf()),
+            group: Some(SocketGroup::new("no-such-group-intercom-test")),
+        })
+        .unwrap_err();
+        assert!(matches!(err, ListenError::SocketDir(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("no-such-group-intercom-test"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(base.path()).unwrap().count(),
+            0,
+            "nothing left"
         );
     }
 }

@@ -151,6 +151,9 @@ pub enum LaunchError {
         #[source]
         source: io::Error,
     },
+    /// The plugin's private unix socket directory could not be made.
+    #[error("failed to prepare the plugin's unix socket directory")]
+    SocketDir(#[from] crate::unix_socket::SocketDirError),
     /// Any other runtime's failure.
     #[error("failed to launch plugin")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -10,6 +10,7 @@
 //! | `version7` | only speaks app protocol version 7 |
 //! | `linger` | ignores the shutdown request (keeps running after serving ends) |
 //! | `versioned` | serves KV at app versions 2 and 3 only (go-plugin's `VersionedPlugins`) |
+//! | `fd-limit` | a well-behaved plugin with few fds to spare (`RLIMIT_NOFILE` = open + 24) |
 //!
 //! KV keys with special meaning: `get crash` aborts the process mid-call; `get whoami`
 //! answers the pod IP (`INTERCOM_POD_IP`); `get sleep` takes 30 s; `put stdio` writes
@@ -178,6 +179,7 @@ async fn main() -> Result<(), intercom::ServeError> {
             return Ok(());
         }
         "version7" => handshake = HandshakeConfig::new(7, "BASIC_PLUGIN", "hello"),
+        "fd-limit" => limit_fds(24),
         _ => {}
     }
     if mode == "versioned" {
@@ -222,4 +224,12 @@ async fn main() -> Result<(), intercom::ServeError> {
         tokio::time::sleep(Duration::from_secs(300)).await;
     }
     result
+}
+
+/// Lowers the soft fd limit to what is open now plus `spare`.
+fn limit_fds(spare: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count()) as u64;
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, open + spare, hard).expect("setrlimit");
 }

@@ -3,81 +3,34 @@
 //! The child runs in its own process group, so a kill reaches whatever it started
 //! (`sh -c "…"` wrappers included) and Ctrl-C in the host's terminal does not reach it.
 //! Kill and drop both signal the whole group and the child is always reaped.
+//!
+//! No orphans: on Linux the kernel kills the plugin when the host process dies, even by
+//! SIGKILL (the parent-death signal, see [`ProcessLauncher::outlive_host`]); a Rust plugin
+//! also watches its parent and shuts down when it is gone, on every Unix.
+//!
+//! Each launch gets a private unix socket directory (`0700`, or `0770` for the group of
+//! [`ProcessLauncher::unix_socket_group`]) passed as `PLUGIN_UNIX_SOCKET_DIR`, as go-plugin
+//! does; it is removed when the plugin is killed or its last handle is dropped, together
+//! with any socket the plugin left in it.
+
+mod secure;
+mod spawn;
 
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use sha2::Digest;
 use tokio::sync::watch;
 
+pub use self::secure::{Hash, SecureConfig};
 use super::{ExitInfo, LaunchError, Launched, Launcher, PluginHandle};
-
-/// Hash algorithms for [`SecureConfig`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Hash {
-    /// SHA-256.
-    Sha256,
-}
-
-/// Pins the plugin binary to a digest (go-plugin's `SecureConfig`): the file about to be
-/// executed is hashed first and must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SecureConfig {
-    /// Expected digest bytes.
-    pub checksum: Option<Vec<u8>>,
-    /// The algorithm.
-    pub hash: Option<Hash>,
-}
-
-impl SecureConfig {
-    /// SHA-256 pinning to `checksum`.
-    pub fn sha256(checksum: impl Into<Vec<u8>>) -> Self {
-        Self {
-            checksum: Some(checksum.into()),
-            hash: Some(Hash::Sha256),
-        }
-    }
-
-    fn verify(&self, path: &Path) -> Result<(), LaunchError> {
-        let expected = self
-            .checksum
-            .as_deref()
-            .filter(|c| !c.is_empty())
-            .ok_or(LaunchError::MissingChecksum)?;
-        let hash = self.hash.ok_or(LaunchError::MissingHash)?;
-        let bytes = std::fs::read(path).map_err(|source| LaunchError::Checksum {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let actual = match hash {
-            Hash::Sha256 => sha2::Sha256::digest(&bytes).to_vec(),
-        };
-        // Constant-time compare: the digest is not secret, but this costs nothing.
-        let same = actual.len() == expected.len()
-            && actual
-                .iter()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
-            Ok(())
-        } else {
-            Err(LaunchError::ChecksumMismatch {
-                path: path.display().to_string(),
-                expected: hex::encode(expected),
-                actual: hex::encode(actual),
-            })
-        }
-    }
-}
+use crate::transport::env::{UNIX_SOCKET_DIR, UNIX_SOCKET_GROUP};
+use crate::unix_socket::{self, SocketGroup};
 
 /// Runs the plugin as a local process.
 ///
@@ -94,6 +47,9 @@ pub struct ProcessLauncher {
     cwd: Option<PathBuf>,
     skip_host_env: bool,
     secure: Option<SecureConfig>,
+    socket_base: Option<PathBuf>,
+    socket_group: Option<SocketGroup>,
+    outlive_host: bool,
 }
 
 impl ProcessLauncher {
@@ -106,6 +62,9 @@ impl ProcessLauncher {
             cwd: None,
             skip_host_env: false,
             secure: None,
+            socket_base: None,
+            socket_group: None,
+            outlive_host: false,
         }
     }
 
@@ -157,6 +116,36 @@ impl ProcessLauncher {
         self
     }
 
+    /// Makes each plugin's private socket directory inside `dir` instead of the temp dir
+    /// (go-plugin's `UnixSocketConfig.TempDir`). `dir` must exist and be writable.
+    #[must_use]
+    pub fn unix_socket_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.socket_base = Some(dir.into());
+        self
+    }
+
+    /// Gives `group` (a name or gid) access to the plugin's unix sockets (go-plugin's
+    /// `UnixSocketConfig.Group`): the socket directory becomes `0770` owned by the group,
+    /// and the plugin is told `PLUGIN_UNIX_SOCKET_GROUP` so its socket is `0660`. The host
+    /// must be a member of the group. Without it, only the host's user can connect.
+    #[must_use]
+    pub fn unix_socket_group(mut self, group: impl Into<String>) -> Self {
+        self.socket_group = Some(SocketGroup::new(group));
+        self
+    }
+
+    /// Lets the plugin outlive the host process (default `false`: it dies with the host).
+    ///
+    /// By default the plugin gets the parent-death signal (SIGKILL when the host process
+    /// dies; Linux), and a Rust plugin watches its parent too (`INTERCOM_OUTLIVE_HOST`
+    /// turns that off). Set this for a plugin that a later host reattaches to after this
+    /// one exits, as Nomad does with its executors.
+    #[must_use]
+    pub fn outlive_host(mut self, outlive: bool) -> Self {
+        self.outlive_host = outlive;
+        self
+    }
+
     fn resolved_program(&self) -> PathBuf {
         if self.program.components().count() > 1 {
             return self.program.clone();
@@ -188,6 +177,10 @@ impl Launcher for ProcessLauncher {
                     .await
                     .map_err(|e| LaunchError::Other(Box::new(e)))??;
             }
+            let base = self.socket_base.clone().unwrap_or_else(std::env::temp_dir);
+            let group = self.socket_group.as_ref();
+            let socket_dir =
+                unix_socket::private_dir(&base, "plugin-dir", group, unix_socket::GROUP_HOST_DIR)?;
             let mut cmd = tokio::process::Command::new(&program);
             cmd.args(&self.args)
                 .stdin(Stdio::null())
@@ -202,11 +195,20 @@ impl Launcher for ProcessLauncher {
                 cmd.current_dir(dir);
             }
             cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
+            cmd.env(UNIX_SOCKET_DIR, socket_dir.path());
+            if let Some(group) = group {
+                cmd.env(UNIX_SOCKET_GROUP, group.as_str());
+            }
+            if self.outlive_host {
+                cmd.env(crate::serve::env::OUTLIVE_HOST, "1");
+            }
             cmd.envs(env);
-            let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
-                program: program.display().to_string(),
-                source,
-            })?;
+            let mut child = spawn::spawn(cmd, self.outlive_host)
+                .await
+                .map_err(|source| LaunchError::Spawn {
+                    program: program.display().to_string(),
+                    source,
+                })?;
             let pid = child.id().unwrap_or_default();
             let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
                 (Some(o), Some(e)) => (o, e),
@@ -236,7 +238,10 @@ impl Launcher for ProcessLauncher {
             let handle = ProcessHandle {
                 pid,
                 exit: rx,
-                reaper: Arc::new(Reaper(reaper.abort_handle())),
+                reaper: Arc::new(Reaper {
+                    task: reaper.abort_handle(),
+                    socket_dir: Mutex::new(Some(socket_dir)),
+                }),
             };
             tracing::debug!(pid, program = %program.display(), "plugin process started");
             Ok(Launched::new(
@@ -250,14 +255,30 @@ impl Launcher for ProcessLauncher {
 }
 
 /// Kills the process group when the last handle goes away (the backstop for a host that
-/// never called `kill`).
-struct Reaper(tokio::task::AbortHandle);
+/// never called `kill`), and removes the plugin's socket directory.
+struct Reaper {
+    task: tokio::task::AbortHandle,
+    /// Taken (removed) by `kill`, else dropped with the last handle.
+    socket_dir: Mutex<Option<tempfile::TempDir>>,
+}
+
+impl Reaper {
+    fn remove_socket_dir(&self) {
+        let dir = self.socket_dir.lock().map(|mut d| d.take());
+        if let Ok(Some(dir)) = dir
+            && let Err(e) = dir.close()
+        {
+            tracing::debug!(error = %e, "could not remove the plugin's socket directory");
+        }
+    }
+}
 
 impl Drop for Reaper {
     fn drop(&mut self) {
         // The reaper task owns the Child (kill_on_drop); aborting it drops the Child,
         // which SIGKILLs the leader and lets tokio reap it in the background.
-        self.0.abort();
+        self.task.abort();
+        self.remove_socket_dir();
     }
 }
 
@@ -328,6 +349,7 @@ impl PluginHandle for ProcessHandle {
             self.wait().await;
             // Anything the leader left behind in its group.
             let _ = self.signal_group(nix::sys::signal::Signal::SIGKILL);
+            self.reaper.remove_socket_dir();
             Ok(())
         }
         .boxed()
@@ -338,29 +360,6 @@ impl PluginHandle for ProcessHandle {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
-
-    #[test]
-    fn secure_config_errors_are_distinct() {
-        let exe = std::env::current_exe().unwrap();
-        assert!(matches!(
-            SecureConfig::default().verify(&exe),
-            Err(LaunchError::MissingChecksum)
-        ));
-        let no_hash = SecureConfig {
-            checksum: Some(vec![1; 32]),
-            hash: None,
-        };
-        assert!(matches!(
-            no_hash.verify(&exe),
-            Err(LaunchError::MissingHash)
-        ));
-        assert!(matches!(
-            SecureConfig::sha256(vec![0; 32]).verify(&exe),
-            Err(LaunchError::ChecksumMismatch { .. })
-        ));
-        let good = sha2::Sha256::digest(std::fs::read(&exe).unwrap()).to_vec();
-        SecureConfig::sha256(good).verify(&exe).unwrap();
-    }
 
     #[tokio::test]
     async fn kill_takes_down_the_whole_group() {
@@ -429,6 +428,82 @@ mod tests {
         let inherit = ProcessLauncher::new("/bin/sh").arg("-c").arg(probe);
         assert_eq!(read(inherit.clone()).await, "intercom");
         assert_eq!(read(inherit.skip_host_env(true)).await, "none");
+    }
+
+    async fn first_line(out: &mut crate::runtime::Output) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        tokio::io::BufReader::new(out)
+            .read_line(&mut line)
+            .await
+            .unwrap();
+        line.trim_end().to_string()
+    }
+
+    fn mode(path: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[tokio::test]
+    async fn each_launch_gets_a_private_socket_dir_removed_on_kill_and_on_drop() {
+        let base = tempfile::tempdir().unwrap();
+        let launcher = ProcessLauncher::shell(r#"echo "$PLUGIN_UNIX_SOCKET_DIR"; exec sleep 30"#)
+            .unix_socket_dir(base.path());
+        let mut launched = launcher.launch(vec![]).await.unwrap();
+        let dir = PathBuf::from(first_line(&mut launched.stdout).await);
+        assert_eq!(
+            dir.parent(),
+            Some(base.path()),
+            "made inside unix_socket_dir"
+        );
+        assert_eq!(mode(&dir), 0o700);
+        // What go-plugin's multiplexer leaves behind: its socket is never removed.
+        std::fs::write(dir.join("plugin123.sock"), b"").unwrap();
+        launched.handle.kill().await.unwrap();
+        assert!(!dir.exists(), "kill removes the socket directory");
+
+        let mut launched = launcher.launch(vec![]).await.unwrap();
+        let dir = PathBuf::from(first_line(&mut launched.stdout).await);
+        assert!(dir.exists());
+        drop(launched);
+        assert!(!dir.exists(), "dropping the last handle removes it");
+        assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_unix_socket_group_owns_the_dir_and_is_passed_to_the_plugin() {
+        use std::os::unix::fs::MetadataExt;
+        let gid = nix::unistd::getegid().as_raw();
+        let script =
+            r#"echo "$PLUGIN_UNIX_SOCKET_DIR"; echo "$PLUGIN_UNIX_SOCKET_GROUP"; exec sleep 30"#;
+        let launcher = ProcessLauncher::shell(script).unix_socket_group(gid.to_string());
+        let launched = launcher.launch(vec![]).await.unwrap();
+        let mut out = tokio::io::BufReader::new(launched.stdout);
+        let mut dir = String::new();
+        let mut group = String::new();
+        use tokio::io::AsyncBufReadExt;
+        out.read_line(&mut dir).await.unwrap();
+        out.read_line(&mut group).await.unwrap();
+        let dir = PathBuf::from(dir.trim_end());
+        assert_eq!(mode(&dir), 0o770);
+        assert_eq!(std::fs::metadata(&dir).unwrap().gid(), gid);
+        assert_eq!(group.trim_end(), gid.to_string());
+        launched.handle.kill().await.unwrap();
+        assert!(!dir.exists());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_unix_socket_group_fails_the_launch_before_spawning() {
+        let base = tempfile::tempdir().unwrap();
+        let err = ProcessLauncher::new("true")
+            .unix_socket_dir(base.path())
+            .unix_socket_group("no-such-group-intercom-test")
+            .launch(vec![])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LaunchError::SocketDir(_)), "{err:?}");
+        assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0);
     }
 
     fn is_zombie(pid: i32) -> bool {
