@@ -17,6 +17,7 @@ use crate::broker::{self, GrpcBroker, Mode, MuxSlot, Session, Side};
 use crate::handshake::{Handshake, HandshakeConfig, HandshakeError, Network, format_versions};
 use crate::mux::{Mux, Role};
 use crate::plugin::{BoxError, PluginSet};
+use crate::reattach_pid::{self, ProcessIdentity};
 use crate::runtime::{ExitInfo, LaunchError, Launcher, PluginHandle};
 use crate::serve::env as serve_env;
 use crate::transport::{self, Io, ListenConfig, TlsPair};
@@ -395,6 +396,19 @@ pub enum ClientError {
         /// The pid.
         pid: u32,
     },
+    /// The reattach pid is not the process serving the socket: the plugin is gone and its
+    /// pid belongs to another process now, or the config is wrong. Nothing was signalled.
+    #[error(
+        "reattach refused: pid {pid} is not the plugin listening on {address} (that is pid {listener}); the plugin may have exited and its pid been reused, so check the ReattachConfig"
+    )]
+    ReattachPidMismatch {
+        /// The pid in the config.
+        pid: u32,
+        /// The socket.
+        address: String,
+        /// The pid that listens on it.
+        listener: u32,
+    },
     /// Multiplexing cannot be combined with reattach.
     #[error("reattach cannot be combined with Multiplex::Required")]
     ReattachMultiplex,
@@ -485,7 +499,8 @@ struct ClientInner {
     state: AsyncMutex<State>,
     handle: Mutex<Option<Arc<dyn PluginHandle>>>,
     exited: Arc<std::sync::atomic::AtomicBool>,
-    reattached: Mutex<Option<ReattachConfig>>,
+    /// The process a reattached client manages (`None`: not reattached, or in test mode).
+    reattached: Mutex<Option<ProcessIdentity>>,
 }
 
 enum State {
@@ -845,11 +860,10 @@ impl Client {
             return Err(ClientError::ReattachMultiplex);
         }
         let name = self.inner.name.clone();
-        if let Some(pid) = re.pid
-            && !pid_alive(pid)
-        {
-            return Err(ClientError::ReattachNotFound { pid });
-        }
+        let process = match re.pid {
+            Some(pid) => Some(reattach_process(&re, pid).await?),
+            None => None,
+        };
         let plugins = config
             .versions()
             .get(&re.protocol_version)
@@ -879,10 +893,10 @@ impl Client {
             source,
         })?;
         let mut tasks = tokio::task::JoinSet::new();
-        if let Some(pid) = re.pid {
+        if let Some(process) = process {
             let exited = self.inner.exited.clone();
             tasks.spawn(async move {
-                while pid_alive(pid) {
+                while process.is_running() {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 exited.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -890,7 +904,7 @@ impl Client {
         }
         let mut no_writers = ClientConfig::new(config.handshake.clone(), PluginSet::new());
         let protocol = ClientProtocol::new(name, conn, plugins, &mut tasks, &mut no_writers);
-        *lock(&self.inner.reattached) = Some(re.clone());
+        *lock(&self.inner.reattached) = process.filter(|_| !re.test);
         Ok(Running {
             protocol,
             tasks,
@@ -937,24 +951,15 @@ impl Client {
                     .exited
                     .store(true, std::sync::atomic::Ordering::SeqCst);
             } else {
-                let reattached = lock(&self.inner.reattached).clone();
-                if let Some(ReattachConfig {
-                    pid: Some(pid),
-                    test: false,
-                    ..
-                }) = reattached
-                {
+                let reattached = *lock(&self.inner.reattached);
+                if let Some(process) = reattached {
                     let deadline = Instant::now() + kill_timeout;
-                    while pid_alive(pid) && Instant::now() < deadline {
+                    while process.is_running() && Instant::now() < deadline {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    if pid_alive(pid)
-                        && let Ok(p) = i32::try_from(pid)
-                    {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(p),
-                            nix::sys::signal::Signal::SIGKILL,
-                        );
+                    // Only the very process attached to: never a pid reused since.
+                    if let Err(err) = process.kill_if_running() {
+                        tracing::warn!(plugin = %self.inner.name, pid = process.pid(), error = &err as &dyn std::error::Error, "failed to kill the reattached plugin");
                     }
                 }
             }
@@ -1355,10 +1360,22 @@ async fn pump_stderr(
     }
 }
 
-fn pid_alive(pid: u32) -> bool {
-    i32::try_from(pid)
-        .ok()
-        .is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok())
+/// The process a reattach config names, checked to be the plugin where that can be
+/// known: on a unix socket its listener must be the pid or a descendant of it (go-plugin
+/// records the pid of `sh -c` wrappers). Over TCP the pid is taken as given.
+async fn reattach_process(re: &ReattachConfig, pid: u32) -> Result<ProcessIdentity, ClientError> {
+    let process = ProcessIdentity::of(pid).ok_or(ClientError::ReattachNotFound { pid })?;
+    if re.network == Network::Unix
+        && let Ok(Some(listener)) = reattach_pid::unix_listener_pid(&re.address).await
+        && !reattach_pid::is_same_or_descendant(listener, pid)
+    {
+        return Err(ClientError::ReattachPidMismatch {
+            pid,
+            address: re.address.clone(),
+            listener,
+        });
+    }
+    Ok(process)
 }
 
 static MANAGED: Mutex<Vec<Weak<ClientInner>>> = Mutex::new(Vec::new());

@@ -27,6 +27,7 @@ pub mod client;
 mod host_watch;
 mod mux;
 pub mod plugin;
+mod reattach_pid;
 pub mod runtime;
 pub mod serve;
 mod sync;

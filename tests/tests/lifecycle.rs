@@ -159,6 +159,40 @@ async fn crash_mid_call_errors_within_a_second() {
 }
 
 #[tokio::test]
+async fn reattach_refuses_a_pid_that_is_not_the_plugin_and_signals_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Client::new(
+        ClientConfig::new(HANDSHAKE, host_plugins())
+            .launcher(launcher("", dir.path()))
+            .auto_mtls(false)
+            .multiplex(Multiplex::Off),
+    );
+    first.start().await.unwrap();
+    let mut re = first.reattach_config().await.expect("reattachable");
+    let plugin = re.pid.expect("pid");
+    // The plugin's pid, reused by a stranger: here, another process of ours.
+    let mut stranger = tokio::process::Command::new("sleep")
+        .arg("30")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stranger_pid = stranger.id().unwrap();
+    re.pid = Some(stranger_pid);
+    let second = Client::new(ClientConfig::new(HANDSHAKE, host_plugins()).reattach(re));
+    match second.start().await {
+        Err(ClientError::ReattachPidMismatch { pid, listener, .. }) => {
+            assert_eq!((pid, listener), (stranger_pid, plugin));
+        }
+        other => panic!("expected ReattachPidMismatch, got {other:?}"),
+    }
+    second.kill().await;
+    assert!(pid_running(stranger_pid), "the stranger was not signalled");
+    assert!(pid_running(plugin), "the plugin was not signalled");
+    stranger.kill().await.unwrap();
+    first.kill().await;
+}
+
+#[tokio::test]
 async fn reattach_to_a_running_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let first = Client::new(
