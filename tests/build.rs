@@ -12,11 +12,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // as a plugin in another language would be.
         ("macro_interop", "macro_interop.proto", "fixtures/proto"),
     ] {
+        let dir_name = dir;
         let dir = out.join(dir);
         std::fs::create_dir_all(&dir)?;
-        intercom_build::configure()
-            .out_dir(dir)
-            .compile(&[proto], &[include])?;
+        let mut builder = intercom_build::configure().out_dir(dir);
+        if dir_name == "kv" {
+            // Generated glue too: the host side as users get it (message size limits).
+            builder = builder.plugin("kv_grpc", "proto.KV");
+        }
+        builder.compile(&[proto], &[include])?;
     }
     Ok(())
 }

@@ -206,7 +206,11 @@ fn plugin_tokens(plugin: &Plugin) -> TokenStream {
                 ::std::boxed::Box<dyn ::core::any::Any + ::core::marker::Send + ::core::marker::Sync>,
                 ::intercom::BoxError,
             > {
-                ::core::result::Result::Ok(::std::boxed::Box::new(#client_mod::#client::new(channel)))
+                // go-plugin's host limits (math.MaxInt32), not tonic's 4 MiB.
+                let client = #client_mod::#client::new(channel)
+                    .max_decoding_message_size(::intercom::MAX_MESSAGE_SIZE)
+                    .max_encoding_message_size(::intercom::MAX_MESSAGE_SIZE);
+                ::core::result::Result::Ok(::std::boxed::Box::new(client))
             }
         }
     }

@@ -18,6 +18,12 @@ pub mod tls;
 pub const CORE_PROTOCOL_VERSION: u32 = 1;
 /// The port a plugin listens on when told to use TCP without a port (Kubernetes).
 pub const DEFAULT_SERVER_PORT: u16 = 50077;
+/// The largest message a host's generated clients send and receive: 2³¹−1 bytes, as
+/// go-plugin's host (`math.MaxInt32`), instead of tonic's 4 MiB receive limit. Servers
+/// keep gRPC's 4 MiB receive limit, as go-plugin's plugins do. A client from
+/// `intercom-build` glue can be given another limit with tonic's
+/// `max_decoding_message_size`/`max_encoding_message_size` after `dispense`.
+pub const MAX_MESSAGE_SIZE: usize = i32::MAX as usize;
 /// The gRPC health service name a plugin reports SERVING for.
 pub const GRPC_SERVICE_NAME: &str = "plugin";
 

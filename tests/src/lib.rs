@@ -8,10 +8,11 @@ use intercom::tonic::service::RoutesBuilder;
 use intercom::tonic::transport::Channel;
 use intercom::{BoxError, GrpcBroker, GrpcPlugin, HandshakeConfig};
 
-/// `proto.KV` (go-plugin examples/grpc).
+/// `proto.KV` (go-plugin examples/grpc), with intercom-build's glue (`KvPlugin`).
 pub mod kv {
     #![allow(missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/kv/proto.rs"));
+    include!(concat!(env!("OUT_DIR"), "/kv/proto.intercom.rs"));
 }
 
 /// `proto.Counter` and `proto.AddHelper` (go-plugin examples/bidirectional).

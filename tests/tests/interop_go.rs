@@ -347,3 +347,61 @@ async fn go_plugin_rejects_wrong_cookie_and_version() {
         other => panic!("unexpected: {other:?}"),
     }
 }
+
+/// Over tonic's 4 MiB default, under go-plugin's host limit (`math.MaxInt32`).
+const BIG: usize = 5 << 20;
+
+/// A working directory whose `kv_big` is `BIG` bytes: the KV plugins' `Get` returns
+/// `kv_<key>` from their working directory.
+fn dir_with_big_value() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kv_big"), vec![b'x'; BIG]).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_rust_host_takes_a_reply_over_4_mib_from_a_go_plugin() {
+    let dir = dir_with_big_value();
+    for (mux, mtls) in [(false, false), (true, true)] {
+        // intercom-build's glue, as users get it.
+        let plugins = intercom::PluginSet::new().with(kv::KV_PLUGIN_NAME, kv::KvPlugin::client());
+        let client = Client::new(
+            ClientConfig::new(HANDSHAKE, plugins)
+                .launcher(ProcessLauncher::new(go_fixture("kv-plugin")).current_dir(dir.path()))
+                .multiplex(if mux {
+                    Multiplex::Required
+                } else {
+                    Multiplex::Off
+                })
+                .auto_mtls(mtls),
+        );
+        let protocol = client.client().await.unwrap();
+        let mut kv: kv::kv_client::KvClient<Channel> =
+            protocol.dispense(kv::KV_PLUGIN_NAME).unwrap();
+        let reply = kv
+            .get(kv::GetRequest { key: "big".into() })
+            .await
+            .unwrap_or_else(|e| panic!("mux={mux}: a {BIG}-byte reply: {e}"));
+        assert_eq!(reply.into_inner().value.len(), BIG, "mux={mux}");
+        client.kill().await;
+    }
+}
+
+#[tokio::test]
+async fn a_go_host_takes_a_reply_over_4_mib_from_a_rust_plugin() {
+    let dir = dir_with_big_value();
+    for (mux, mtls) in [(false, false), (true, true)] {
+        let out = go_host(
+            "kv-host",
+            "KV_PLUGIN",
+            &["get", "big"],
+            mux,
+            mtls,
+            dir.path(),
+            &[],
+        )
+        .await;
+        // kv-host prints the value and a newline.
+        assert_eq!(out.stdout.len(), BIG + 1, "mux={mux}");
+    }
+}

@@ -137,3 +137,15 @@ async fn a_panic_inside_a_stream_ends_it_with_internal() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_message_over_4_mib_reaches_the_host_as_under_go_plugin() {
+    // go-plugin's host accepts up to math.MaxInt32 bytes; tonic's default stops at 4 MiB.
+    const BIG: u32 = 5 << 20;
+    macro_common::with_plugin(|echo| async move {
+        let mut pages = echo.pages(BIG).await.unwrap();
+        let page = pages.message().await.expect("a 5 MiB page");
+        assert_eq!(page.map(|p| p.len()), Some(BIG as usize));
+    })
+    .await;
+}

@@ -77,10 +77,13 @@ pub struct ClientCore {
 type Codec<Req, Resp> = ProstCodec<Req, Resp>;
 
 impl ClientCore {
-    /// A client over `channel`; callbacks need `broker`.
+    /// A client over `channel`; callbacks need `broker`. Messages up to
+    /// [`MAX_MESSAGE_SIZE`](crate::MAX_MESSAGE_SIZE) both ways, as go-plugin's host.
     pub fn new(channel: Channel, broker: Option<GrpcBroker>) -> Self {
         Self {
-            grpc: tonic::client::Grpc::new(channel),
+            grpc: tonic::client::Grpc::new(channel)
+                .max_decoding_message_size(crate::MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(crate::MAX_MESSAGE_SIZE),
             broker,
         }
     }
