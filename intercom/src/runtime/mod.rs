@@ -14,7 +14,7 @@ use tokio::io::AsyncRead;
 pub mod kubernetes;
 pub mod process;
 
-pub use process::{Hash, ProcessLauncher, SecureConfig};
+pub use process::{Hash, PluginStdin, ProcessLauncher, SecureConfig};
 
 /// A byte stream from the plugin (its stdout or stderr).
 pub type Output = Pin<Box<dyn AsyncRead + Send + 'static>>;

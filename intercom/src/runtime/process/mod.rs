@@ -32,6 +32,17 @@ use super::{ExitInfo, LaunchError, Launched, Launcher, PluginHandle};
 use crate::transport::env::{UNIX_SOCKET_DIR, UNIX_SOCKET_GROUP};
 use crate::unix_socket::{self, SocketGroup};
 
+/// What a plugin process reads on its stdin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PluginStdin {
+    /// `/dev/null` (the default): a plugin cannot read the host's terminal or input.
+    #[default]
+    Null,
+    /// The host's own stdin, as go-plugin does (`cmd.Stdin = os.Stdin`).
+    Inherit,
+}
+
 /// Runs the plugin as a local process.
 ///
 /// ```
@@ -50,6 +61,7 @@ pub struct ProcessLauncher {
     socket_base: Option<PathBuf>,
     socket_group: Option<SocketGroup>,
     outlive_host: bool,
+    stdin: PluginStdin,
 }
 
 impl ProcessLauncher {
@@ -65,6 +77,7 @@ impl ProcessLauncher {
             socket_base: None,
             socket_group: None,
             outlive_host: false,
+            stdin: PluginStdin::Null,
         }
     }
 
@@ -146,6 +159,14 @@ impl ProcessLauncher {
         self
     }
 
+    /// What the plugin reads on stdin (default [`PluginStdin::Null`]; go-plugin passes the
+    /// host's stdin, [`PluginStdin::Inherit`]).
+    #[must_use]
+    pub fn stdin(mut self, stdin: PluginStdin) -> Self {
+        self.stdin = stdin;
+        self
+    }
+
     fn resolved_program(&self) -> PathBuf {
         if self.program.components().count() > 1 {
             return self.program.clone();
@@ -183,7 +204,10 @@ impl Launcher for ProcessLauncher {
                 unix_socket::private_dir(&base, "plugin-dir", group, unix_socket::GROUP_HOST_DIR)?;
             let mut cmd = tokio::process::Command::new(&program);
             cmd.args(&self.args)
-                .stdin(Stdio::null())
+                .stdin(match self.stdin {
+                    PluginStdin::Null => Stdio::null(),
+                    PluginStdin::Inherit => Stdio::inherit(),
+                })
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .kill_on_drop(true)
@@ -504,6 +528,23 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, LaunchError::SocketDir(_)), "{err:?}");
         assert_eq!(std::fs::read_dir(base.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn stdin_is_null_unless_inherited() {
+        let script = r#"readlink /proc/self/fd/0"#;
+        let mut null = ProcessLauncher::shell(script).launch(vec![]).await.unwrap();
+        assert_eq!(first_line(&mut null.stdout).await, "/dev/null");
+        let ours = std::fs::read_link("/proc/self/fd/0").unwrap();
+        let mut inherited = ProcessLauncher::shell(script)
+            .stdin(PluginStdin::Inherit)
+            .launch(vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            first_line(&mut inherited.stdout).await,
+            ours.display().to_string()
+        );
     }
 
     fn is_zombie(pid: i32) -> bool {
