@@ -68,6 +68,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use config::{KubeletConfig, PodCidr, PodCidrParseError};
 pub use tls::TlsError;
+pub use worker::DEFAULT_LISTEN_PORT;
 
 use crate::control_plane::Pki;
 use images::ImageStore;

@@ -24,8 +24,9 @@ use super::runtime::{
 };
 use super::status::{self, ConditionClock, HOST_IP};
 
-/// Port put into `INTERCOM_LISTEN_ADDR` for a container that declares none.
-pub(crate) const DEFAULT_LISTEN_PORT: u16 = 50077;
+/// Port put into `INTERCOM_LISTEN_ADDR` for a container that declares none (intercom's
+/// default plugin port).
+pub const DEFAULT_LISTEN_PORT: u16 = 50077;
 
 /// The latest state of a pod as seen by the node's watch.
 #[derive(Debug, Clone)]
