@@ -1,7 +1,8 @@
-//! What is emitted when the trait or the attribute is wrong: the errors, the trait
-//! exactly as written, and empty stand-ins for the generated types, so the user sees the
-//! real mistake and not a cascade of "cannot find type `GreeterClient`" (thiserror's
-//! `fallback.rs`).
+//! What is emitted when the trait or the attribute is wrong: the errors, the trait as
+//! written (through `async_trait`, as the real expansion desugars it, so an impl written
+//! with `#[intercom::async_trait]` still matches), and empty stand-ins for the generated
+//! types, so the user sees the real mistake and not a cascade of "cannot find type
+//! `GreeterClient`" or "lifetimes do not match" (thiserror's `fallback.rs`).
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -10,7 +11,7 @@ use crate::naming::Names;
 use crate::parse::PluginTrait;
 
 /// The errors plus stand-ins.
-pub(crate) fn expand(tr: &PluginTrait, errors: syn::Error) -> TokenStream {
+pub(crate) fn expand(tr: &PluginTrait, krate: &syn::Path, errors: syn::Error) -> TokenStream {
     let errors = errors.into_compile_error();
     let item = &tr.item;
     let vis = &tr.vis;
@@ -21,7 +22,8 @@ pub(crate) fn expand(tr: &PluginTrait, errors: syn::Error) -> TokenStream {
     quote! {
         #errors
 
-        #[allow(async_fn_in_trait, dead_code)]
+        #[#krate::async_trait]
+        #[allow(dead_code)]
         #item
 
         #[allow(dead_code)]

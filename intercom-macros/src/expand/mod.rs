@@ -27,13 +27,17 @@ pub(crate) fn plugin(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(args) => (args, None),
         Err(error) => (PluginArgs::default(), Some(error)),
     };
+    let krate: syn::Path = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| syn::parse_quote!(::intercom));
     match (validate::validate(&args, &tr), args_error) {
         (Ok(service), None) => expand(&service),
-        (Ok(_), Some(error)) => fallback::expand(&tr, error),
-        (Err(error), None) => fallback::expand(&tr, error),
+        (Ok(_), Some(error)) => fallback::expand(&tr, &krate, error),
+        (Err(error), None) => fallback::expand(&tr, &krate, error),
         (Err(error), Some(mut all)) => {
             all.combine(error);
-            fallback::expand(&tr, all)
+            fallback::expand(&tr, &krate, all)
         }
     }
 }
