@@ -6,6 +6,12 @@
 //! always multiplexed over the one host→pod connection (the plugin cannot dial the host),
 //! AutoMTLS is on by default, and each replica is its own connection, balanced per call.
 //!
+//! Pods are trusted by owner, not by label: only pods controlled by a ReplicaSet that the
+//! plugin's Deployment controls (UID for UID) have their handshake read, their certificate
+//! pinned, a connection, calls and their log forwarded. A pod that merely carries the
+//! plugin's labels is ignored (the host watches ReplicaSets for this; see
+//! `deploy/rbac.yaml`).
+//!
 //! ```no_run
 //! # async fn f(kube: intercom::kube::Client, plugins: intercom::PluginSet) -> Result<(), intercom::ClientError> {
 //! use intercom::runtime::kubernetes::{KubernetesConfig, PluginWorkload};
@@ -24,7 +30,9 @@
 
 mod balancer;
 mod discover;
+mod host_owner;
 pub mod objects;
+mod owners;
 mod pods;
 pub mod validate;
 
@@ -190,7 +198,12 @@ pub struct KubernetesConfig {
     pub retry: Retry,
     /// Owner of the plugin's Deployment, so the garbage collector removes the plugin with
     /// it. Default: the host's own pod when it runs in one (downward-API env `POD_NAME` and
-    /// `POD_NAMESPACE`).
+    /// `POD_NAMESPACE`) and that pod is in [`namespace`](Self::namespace); a host pod in
+    /// another namespace owns nothing (an ownerReference cannot cross namespaces: the
+    /// garbage collector would delete the plugin at once), so its plugins are deleted by
+    /// `kill`, or found with [`discover`] and removed by a reattach with
+    /// [`delete_on_kill`](Self::delete_on_kill). An owner given here must be in
+    /// `namespace` too.
     pub owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
 }
 
@@ -230,7 +243,9 @@ impl KubernetesConfig {
         }
     }
 
-    /// Makes `owner` (e.g. the host's pod) own the plugin's Deployment.
+    /// Makes `owner` (e.g. the host's pod) own the plugin's Deployment. It must live in the
+    /// plugin namespace: an ownerReference names no namespace, and the garbage collector
+    /// deletes dependents whose owner it does not find there.
     #[must_use]
     pub fn owned_by(
         mut self,

@@ -1,5 +1,5 @@
 //! The Kubernetes objects of a plugin: built from an image by [`PluginWorkload`], or
-//! given whole; then [`inject`] adds what the SDK needs.
+//! given whole; then `inject` adds what the SDK needs.
 
 use std::collections::BTreeMap;
 

@@ -22,7 +22,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::balancer::Balancer;
+use super::host_owner::{self, HostPod};
 use super::objects::{INSTANCE_LABEL, Injection, inject, owner_reference};
+use super::owners::{self, Owners};
 use super::validate::{validate_deployment, validate_service};
 use super::{ConnectMode, KubeError, KubernetesConfig, Retry};
 use crate::broker::{Group, GrpcBroker};
@@ -52,6 +54,8 @@ pub(crate) struct KubePlugin {
     deployment: String,
     service: String,
     instance: String,
+    /// Which pods are the plugin's (by owner UID, not by label).
+    owners: Owners,
     balancer: Arc<Balancer>,
     group: Arc<Group>,
     broker: GrpcBroker,
@@ -170,8 +174,11 @@ pub(crate) async fn launch(
     }
     let instance = instance_id();
     let host_pod = match &config.owner {
-        Some(owner) => Some(owner.clone()),
-        None => host_pod(&config.client).await,
+        Some(owner) => Some(HostPod {
+            name: owner.name.clone(),
+            owner: Some(owner.clone()),
+        }),
+        None => host_owner::host_pod(&config.client, &config.namespace).await,
     };
     let injection = Injection {
         plugin_name: ctx.name.clone(),
@@ -183,7 +190,7 @@ pub(crate) async fn launch(
         instance: instance.clone(),
         env: ctx.env.clone(),
         protocol_versions: crate::handshake::format_versions(&ctx.host_versions),
-        owner: host_pod,
+        owner: host_pod.and_then(|h| h.owner),
     };
     inject(&mut deployment, &mut service, &plugin, &injection);
 
@@ -230,7 +237,10 @@ pub(crate) async fn launch(
     }
     let kube_plugin = KubePlugin::new(
         config,
-        deployment_name,
+        (
+            deployment_name,
+            created.metadata.uid.clone().unwrap_or_default(),
+        ),
         created_service.metadata.name.unwrap_or_default(),
         instance,
         true,
@@ -269,13 +279,19 @@ pub(crate) async fn reattach(
             namespace: ns.into(),
         })?;
     let image = plugin_image(&deployment, plugin.index);
+    if config.require_image_digest && digest_of(&image).is_none() {
+        return Err(KubeError::ImageNotPinned { image });
+    }
     if ctx.identity.is_some() {
         // The plugin pinned the certificate of the host that launched it.
         ctx.identity = Some(load_identity(config, name).await?);
     }
     let kube_plugin = KubePlugin::new(
         config,
-        name.into(),
+        (
+            name.into(),
+            deployment.metadata.uid.clone().unwrap_or_default(),
+        ),
         name.into(),
         instance,
         config.delete_on_kill,
@@ -284,9 +300,10 @@ pub(crate) async fn reattach(
 }
 
 impl KubePlugin {
+    /// `deployment`: its name and UID.
     fn new(
         config: &KubernetesConfig,
-        deployment: String,
+        (deployment, deployment_uid): (String, String),
         service: String,
         instance: String,
         delete_on_kill: bool,
@@ -301,6 +318,7 @@ impl KubePlugin {
             deployment,
             service,
             instance,
+            owners: Owners::new(deployment_uid),
             balancer: Arc::new(Balancer::default()),
             group,
             broker,
@@ -379,7 +397,8 @@ impl KubePlugin {
             let lp = ListParams::default().labels(&self.selector());
             loop {
                 match self.pods.list(&lp).await {
-                    Ok(list) if list.items.is_empty() => break,
+                    // Only its own pods: others may carry its labels.
+                    Ok(list) if !list.items.iter().any(|p| self.owners.trusts(p)) => break,
                     Ok(_) => {}
                     Err(_) => break,
                 }
@@ -584,6 +603,10 @@ async fn watch_plugin(
     } else {
         futures::stream::pending().boxed()
     };
+    let mut replica_sets = owners::watch(
+        Api::namespaced(plugin.pods.clone().into_client(), &plugin.namespace),
+        &plugin.selector(),
+    );
     let retry_tx = shared.retry.clone();
     let mut pods = pods;
     let mut deployments = deployments;
@@ -650,8 +673,23 @@ async fn watch_plugin(
             Some(pod) = retry_rx.recv() => {
                 evaluate(&shared, &pod, &retry_tx).await;
             }
+            Some(ev) = replica_sets.next() => match plugin.owners.take(ev) {
+                Ok(true) => {
+                    let names: Vec<String> = lock(&shared.seen).keys().cloned().collect();
+                    for name in names {
+                        evaluate(&shared, &name, &retry_tx).await;
+                    }
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    if matches!(&*shared.start.borrow(), Start::Waiting(_)) {
+                        let _ = shared.start.send(failed(err));
+                    }
+                }
+            },
         }
-        if lock(&shared.seen).is_empty() && plugin.balancer.len() == 0 {
+        let owned = lock(&shared.seen).values().any(|p| plugin.owners.trusts(p));
+        if !owned && plugin.balancer.len() == 0 {
             // Every pod is gone; if the Deployment is scaled to zero nothing comes back.
             if let Ok(Some(d)) = plugin.deployments.get_opt(&plugin.deployment).await
                 && d.spec.as_ref().and_then(|s| s.replicas) == Some(0)
@@ -699,7 +737,9 @@ fn redial_through_service(
     }
     let ready: Vec<String> = lock(&shared.seen)
         .iter()
-        .filter(|(name, pod)| name.as_str() != gone && pod_ready(pod))
+        .filter(|(name, pod)| {
+            name.as_str() != gone && pod_ready(pod) && shared.plugin.owners.trusts(pod)
+        })
         .map(|(name, _)| name.clone())
         .collect();
     for name in ready {
@@ -728,8 +768,16 @@ async fn evaluate(
     retry: &tokio::sync::mpsc::UnboundedSender<String>,
 ) {
     let plugin = &shared.plugin;
-    let Some(pod) = lock(&shared.seen).get(name).cloned() else {
+    let Some(pod) = lock(&shared.seen)
+        .get(name)
+        .filter(|p| plugin.owners.trusts(p))
+        .cloned()
+    else {
+        // Gone, or not (yet) known to be the Deployment's: carrying its labels is no proof.
+        tracing::debug!(plugin = %shared.client_name, pod = name, "pod gone or not owned by the plugin's Deployment; not used");
         plugin.remove_leg(name);
+        shared.pins.remove(name);
+        lock(&shared.pinned).remove(name);
         redial_through_service(shared, name, retry);
         return;
     };
@@ -820,7 +868,9 @@ async fn evaluate(
             Err(err) => {
                 let fatal = matches!(
                     err,
-                    KubeError::Handshake { .. } | KubeError::ChecksumsDoNotMatch { .. }
+                    KubeError::Handshake { .. }
+                        | KubeError::ChecksumsDoNotMatch { .. }
+                        | KubeError::AutoMtlsUnsupported { .. }
                 );
                 if fatal && matches!(&*shared.start.borrow(), Start::Waiting(_)) {
                     let _ = shared.start.send(failed(err));
@@ -1302,35 +1352,6 @@ fn hostname() -> String {
                 .map(|h| h.trim().to_string())
         })
         .unwrap_or_else(|| "host".into())
-}
-
-/// The host's own pod, when it runs in one (downward API: `POD_NAME` and
-/// `POD_NAMESPACE`), as an owner for the plugin's Deployment.
-async fn host_pod(
-    client: &kube::Client,
-) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
-    let name = std::env::var("POD_NAME").ok()?;
-    let ns = std::env::var("POD_NAMESPACE").ok()?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    match pods.get(&name).await {
-        Ok(pod) => Some(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                api_version: "v1".into(),
-                kind: "Pod".into(),
-                name,
-                uid: pod.metadata.uid?,
-                controller: Some(false),
-                block_owner_deletion: Some(false),
-            },
-        ),
-        Err(err) => {
-            tracing::warn!(
-                error = &err as &dyn std::error::Error,
-                "running in a pod but cannot read it; plugins will not be garbage-collected with the host"
-            );
-            None
-        }
-    }
 }
 
 /// The Secret holding the AutoMTLS identity the plugin's pods pin, so a host can reattach.

@@ -1,0 +1,463 @@
+//! Trust on Kubernetes, end to end against intercom-envtest: the host trusts only the pods
+//! its own Deployment owns (not whatever carries its labels), AutoMTLS fails closed when a
+//! pod's plugin announces no certificate, image digests are checked on launch and on
+//! reattach, and the NetworkPolicy option fences the plugin port.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use intercom::runtime::kubernetes::{ConnectMode, KubeError, KubernetesConfig, PluginWorkload};
+use intercom::{Client, ClientConfig, ClientError};
+use intercom_tests::{HANDSHAKE, host_plugins};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, PostParams};
+use support::{
+    PLUGIN_IMAGE, WRONG_DIGEST_IMAGE, assert_nothing_left, config, env, kube_client, kv_client,
+    namespace, pinned_image, plugin_client, plugin_pods, require_routed_pod_range, timed, whoami,
+};
+
+/// Creates pod `name` next to the plugin's pod `of`: the same spec (image, env with the
+/// host's certificate, probe) and exactly the same labels, instance label included, but
+/// controlled by a ConfigMap instead of the plugin's ReplicaSet. Returns its IP once it
+/// is ready (it serves the test plugin, so `whoami` would answer its IP).
+async fn stray_pod(kube: &kube::Client, ns: &str, of: &str, name: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(kube.clone(), ns);
+    let original = pods.get(of).await.unwrap();
+    let owner: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": format!("{name}-owner")}}))
+            .unwrap();
+    let owner = Api::<ConfigMap>::namespaced(kube.clone(), ns)
+        .create(&PostParams::default(), &owner)
+        .await
+        .unwrap();
+    let stray = Pod {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: original.metadata.labels.clone(),
+            // A controller of its own: the plugin's ReplicaSet does not adopt it, though it
+            // also carries the ReplicaSet's `pod-template-hash`.
+            owner_references: Some(vec![OwnerReference {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                name: owner.metadata.name.clone().unwrap(),
+                uid: owner.metadata.uid.clone().unwrap(),
+                controller: Some(true),
+                block_owner_deletion: None,
+            }]),
+            ..ObjectMeta::default()
+        },
+        spec: original.spec.clone(),
+        status: None,
+    };
+    pods.create(&PostParams::default(), &stray).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pod = pods.get(name).await.unwrap();
+        let status = pod.status.unwrap_or_default();
+        let ready = status
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        if let (true, Some(ip)) = (ready, status.pod_ip) {
+            return ip;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stray pod never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every answer of `whoami` for `period` comes from `expected`, never from `stray`
+/// (failed calls are allowed and counted).
+async fn answers_only_from(
+    kv: &mut intercom_tests::kv::kv_client::KvClient<intercom::tonic::transport::Channel>,
+    expected: &str,
+    stray: &str,
+    period: Duration,
+) -> usize {
+    let until = Instant::now() + period;
+    let mut answered = 0;
+    while Instant::now() < until {
+        if let Ok(who) = whoami(kv).await {
+            assert_ne!(who, stray, "a call reached the stray pod");
+            assert_eq!(who, expected);
+            answered += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    answered
+}
+
+async fn delete_stray(kube: &kube::Client, ns: &str, name: &str) {
+    Api::<Pod>::namespaced(kube.clone(), ns)
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(kube.clone(), ns)
+        .delete(&format!("{name}-owner"), &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// 13.3: a pod carrying the plugin's labels (instance label included) but not owned by
+/// the Deployment's ReplicaSet is never dialled nor balanced to, and does not hold up
+/// `kill`.
+#[tokio::test]
+async fn e2e_a_stray_pod_with_the_plugin_labels_gets_no_call() {
+    timed(async {
+        require_routed_pod_range();
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-stray").await;
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "owned",
+            PluginWorkload::new(PLUGIN_IMAGE),
+            ConnectMode::Endpoints,
+        ));
+        let mut kv = kv_client(&client).await;
+        let [(pod, ip)]: [(String, String); 1] = plugin_pods(&kube, &ns, "owned")
+            .await
+            .try_into()
+            .expect("one plugin pod");
+        assert_eq!(whoami(&mut kv).await.unwrap(), ip);
+        let stray = stray_pod(&kube, &ns, &pod, "stray").await;
+        assert_ne!(stray, ip);
+        // Time for the host to see the stray pod ready (it watches the instance label).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let answered = answers_only_from(&mut kv, &ip, &stray, Duration::from_secs(4)).await;
+        assert!(answered > 20, "only {answered} calls were answered");
+        // The stray pod carries the instance label, but kill waits only for owned pods.
+        let started = Instant::now();
+        client.kill().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "kill waited {:?} for a pod it does not own",
+            started.elapsed()
+        );
+        delete_stray(&kube, &ns, "stray").await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+/// 13.3: through the Service name (`ServiceDns`), a connection the Service sends to a
+/// stray pod is refused: its certificate is not pinned, since the host never read its
+/// handshake. Calls come back once the Service picks the owned pod again.
+#[tokio::test]
+async fn e2e_a_stray_pod_behind_the_service_is_not_pinned() {
+    timed(async {
+        require_routed_pod_range();
+        let proxy = env().service_proxy().expect(
+            "no Service proxy: INTERCOM_ENVTEST_SERVICE_CIDR is not set; run the suite through scripts/test.sh",
+        );
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-stray-dns").await;
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "pinned",
+            PluginWorkload::new(PLUGIN_IMAGE),
+            ConnectMode::ServiceDns,
+        ));
+        let mut kv = kv_client(&client).await;
+        let [(pod, ip)]: [(String, String); 1] = plugin_pods(&kube, &ns, "pinned")
+            .await
+            .try_into()
+            .expect("one plugin pod");
+        assert_eq!(whoami(&mut kv).await.unwrap(), ip);
+        let stray = stray_pod(&kube, &ns, &pod, "stray").await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The Service selects the stray pod too (by labels); send every connection there.
+        let before = proxy.connections(&ns, "pinned");
+        proxy.steer(&ns, "pinned", Some(stray.parse().expect("pod IP")));
+        proxy.reset(&ns, "pinned");
+        answers_only_from(&mut kv, &ip, &stray, Duration::from_secs(5)).await;
+        assert!(
+            proxy.connections(&ns, "pinned") > before,
+            "the host did not dial through the Service to the stray pod"
+        );
+        // Back to the owned pod: calls are answered again.
+        proxy.steer(&ns, "pinned", Some(ip.parse().expect("pod IP")));
+        proxy.reset(&ns, "pinned");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match whoami(&mut kv).await {
+                Ok(who) => {
+                    assert_eq!(who, ip);
+                    break;
+                }
+                Err(e) => assert!(Instant::now() < deadline, "no answer after steering back: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        proxy.steer(&ns, "pinned", None);
+        client.kill().await;
+        delete_stray(&kube, &ns, "stray").await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+/// The test plugin's objects, run through `env -u PLUGIN_CLIENT_CERT`: the plugin never
+/// sees the host's certificate, so it serves plaintext and announces no certificate.
+fn plaintext_plugin(kube: &kube::Client, ns: &str, name: &str) -> KubernetesConfig {
+    let (mut deployment, service) = PluginWorkload::new(PLUGIN_IMAGE).build(name);
+    let container = deployment
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .and_then(|p| p.containers.first_mut())
+        .expect("the plugin container");
+    container.command = Some(vec![
+        "/usr/bin/env".into(),
+        "-u".into(),
+        "PLUGIN_CLIENT_CERT".into(),
+        support::test_plugin_path().into(),
+    ]);
+    KubernetesConfig::new(kube.clone(), ns)
+        .objects(deployment, service)
+        .connect(ConnectMode::PortForward)
+}
+
+/// 13.2 on Kubernetes: with AutoMTLS on (the default), a pod whose plugin announces no
+/// certificate fails the start at once with `AutoMtlsUnsupported`, and nothing is left;
+/// with AutoMTLS off the same pod is used in plaintext.
+#[tokio::test]
+async fn e2e_automtls_refuses_a_pod_without_a_certificate() {
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-no-cert").await;
+        let client = plugin_client(plaintext_plugin(&kube, &ns, "plain"));
+        let started = Instant::now();
+        let err = client
+            .start()
+            .await
+            .expect_err("plaintext must not be chosen silently");
+        match &err {
+            ClientError::Kubernetes(KubeError::AutoMtlsUnsupported { pod }) => {
+                assert!(pod.starts_with("plain-"), "{pod}");
+            }
+            other => panic!("unexpected: {other:?}"),
+        }
+        assert!(err.to_string().contains("auto_mtls(false)"), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "refused only after {:?}",
+            started.elapsed()
+        );
+        assert_nothing_left(&kube, &ns).await;
+        // AutoMTLS off: the same plugin, in plaintext.
+        let client = Client::new(
+            ClientConfig::new(HANDSHAKE, host_plugins())
+                .kubernetes(plaintext_plugin(&kube, &ns, "plain"))
+                .auto_mtls(false)
+                .start_timeout(Duration::from_secs(90)),
+        );
+        let mut kv = kv_client(&client).await;
+        let [(_, ip)]: [(String, String); 1] = plugin_pods(&kube, &ns, "plain")
+            .await
+            .try_into()
+            .expect("one plugin pod");
+        assert_eq!(whoami(&mut kv).await.unwrap(), ip);
+        client.kill().await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+/// The start fails with `ChecksumsDoNotMatch` for `image`'s digest against the pod's.
+fn assert_checksum_error(result: Result<(), ClientError>, image: &str) {
+    match result {
+        Err(ClientError::Kubernetes(KubeError::ChecksumsDoNotMatch {
+            image: wanted,
+            expected,
+            actual,
+            ..
+        })) => {
+            assert_eq!(wanted, image);
+            assert!(image.ends_with(&expected), "{expected}");
+            assert_eq!(Some(actual.as_str()), pinned_image().split('@').nth(1));
+        }
+        other => panic!("unexpected: {other:?}"),
+    }
+}
+
+/// 13.8: with `require_image_digest`, an image pinned to a digest that is not the pod's
+/// fails the start with the checksum error and leaves nothing behind; pinned to the right
+/// digest, the plugin works. (Unpinned: `e2e_kubernetes::e2e_image_digest_pinning`.)
+#[tokio::test]
+async fn e2e_a_wrong_digest_fails_and_the_right_one_works() {
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-digests").await;
+        let pinned = |image: &str| {
+            plugin_client(
+                config(
+                    &kube,
+                    &ns,
+                    "digest",
+                    PluginWorkload::new(image),
+                    ConnectMode::PortForward,
+                )
+                .require_image_digest(true),
+            )
+        };
+        let client = pinned(WRONG_DIGEST_IMAGE);
+        assert_checksum_error(client.start().await, WRONG_DIGEST_IMAGE);
+        assert_nothing_left(&kube, &ns).await;
+        let client = pinned(&pinned_image());
+        let mut kv = kv_client(&client).await;
+        whoami(&mut kv).await.unwrap();
+        client.kill().await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+/// 13.8: reattaching with `require_image_digest` checks too: an unpinned Deployment is
+/// refused with `ImageNotPinned`, one whose pods do not run the pinned digest with the
+/// checksum error (and neither refusal deletes the Deployment); the right digest works.
+#[tokio::test]
+async fn e2e_reattach_checks_the_image_digest() {
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-reattach-digest").await;
+        let deployments: Api<Deployment> = Api::namespaced(kube.clone(), &ns);
+        let reattach = |name: &str| {
+            plugin_client(
+                KubernetesConfig::new(kube.clone(), &ns)
+                    .reattach(name)
+                    .connect(ConnectMode::PortForward)
+                    .require_image_digest(true),
+            )
+        };
+        // Launched by hosts that do not require digests.
+        let mut first = Vec::new();
+        for (name, image) in [
+            ("unpinned", PLUGIN_IMAGE.to_string()),
+            ("wrong", WRONG_DIGEST_IMAGE.to_string()),
+            ("right", pinned_image()),
+        ] {
+            let client = plugin_client(config(
+                &kube,
+                &ns,
+                name,
+                PluginWorkload::new(image),
+                ConnectMode::PortForward,
+            ));
+            client.start().await.unwrap();
+            first.push(client);
+        }
+        match reattach("unpinned").start().await {
+            Err(ClientError::Kubernetes(KubeError::ImageNotPinned { image })) => {
+                assert_eq!(image, PLUGIN_IMAGE);
+            }
+            other => panic!("unexpected: {other:?}"),
+        }
+        assert_checksum_error(reattach("wrong").start().await, WRONG_DIGEST_IMAGE);
+        for name in ["unpinned", "wrong"] {
+            assert!(
+                deployments.get_opt(name).await.unwrap().is_some(),
+                "a refused reattach must not delete {name}"
+            );
+        }
+        let second = reattach("right");
+        let mut kv = kv_client(&second).await;
+        whoami(&mut kv).await.unwrap();
+        second.kill().await;
+        for client in first {
+            client.kill().await;
+        }
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+/// 13.8: `network_policy(true)` creates a NetworkPolicy selecting exactly the plugin's
+/// pods, admitting ingress only to the plugin port and only from host pods, owned by the
+/// Deployment (gone with it).
+#[tokio::test]
+async fn e2e_the_network_policy_selects_the_plugin_pods_and_port() {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-netpol").await;
+        let client = plugin_client(
+            config(
+                &kube,
+                &ns,
+                "fenced",
+                PluginWorkload::new(PLUGIN_IMAGE),
+                ConnectMode::PortForward,
+            )
+            .network_policy(true),
+        );
+        client.start().await.unwrap();
+        let policies: Api<NetworkPolicy> = Api::namespaced(kube.clone(), &ns);
+        let policy = policies.get("fenced").await.expect("the NetworkPolicy");
+        let spec = policy.spec.expect("spec");
+        let selector = spec
+            .pod_selector
+            .and_then(|s| s.match_labels)
+            .unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(kube.clone(), &ns);
+        let [(pod, _)]: [(String, String); 1] = plugin_pods(&kube, &ns, "fenced")
+            .await
+            .try_into()
+            .expect("one plugin pod");
+        let labels = pods
+            .get(&pod)
+            .await
+            .unwrap()
+            .metadata
+            .labels
+            .unwrap_or_default();
+        assert!(
+            selector.contains_key("intercom.dev/instance"),
+            "{selector:?}"
+        );
+        assert!(
+            selector.iter().all(|(k, v)| labels.get(k) == Some(v)),
+            "{selector:?} does not select the plugin pod {labels:?}"
+        );
+        assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+        let [rule]: [_; 1] = spec.ingress.expect("ingress").try_into().expect("one rule");
+        let ports: Vec<(Option<String>, Option<String>)> = rule
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.port.map(|p| format!("{p:?}")), p.protocol))
+            .collect();
+        assert_eq!(ports, vec![(Some("Int(50077)".into()), Some("TCP".into()))]);
+        let from: Vec<_> = rule
+            .from
+            .unwrap_or_default()
+            .into_iter()
+            .map(|peer| peer.pod_selector.and_then(|s| s.match_labels))
+            .collect();
+        let only_hosts = [("intercom.dev/host".to_string(), "none".to_string())].into();
+        assert_eq!(
+            from,
+            vec![Some(only_hosts)],
+            "no INTERCOM_HOST_POD_LABELS: no pod admitted"
+        );
+        client.kill().await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while policies.get_opt("fenced").await.unwrap().is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "the NetworkPolicy outlived its Deployment"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}

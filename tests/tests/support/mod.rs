@@ -1,0 +1,200 @@
+//! What the Kubernetes e2e test binaries share: one intercom-envtest control plane per
+//! binary, clients for it, namespaces, and the checks every test ends with.
+//!
+//! Runs against envtest only (these tests need its kubelet's imageIDs and Service proxy).
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use intercom::runtime::kubernetes::{ConnectMode, KubernetesConfig, PluginWorkload};
+use intercom::tonic::transport::Channel;
+use intercom::{Client, ClientConfig};
+use intercom_envtest::Env;
+use intercom_tests::{HANDSHAKE, host_plugins, kv};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use kube::api::{Api, ListParams, PostParams};
+
+/// The test plugin's image.
+pub const PLUGIN_IMAGE: &str = "intercom.test/test-plugin:1";
+/// The test plugin pinned by a digest that is not its own.
+pub const WRONG_DIGEST_IMAGE: &str = "intercom.test/test-plugin@sha256:0000000000000000000000000000000000000000000000000000000000000000";
+/// The longest one test may take.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The path of the test plugin's executable.
+pub fn test_plugin_path() -> &'static str {
+    env!("CARGO_BIN_EXE_test-plugin")
+}
+
+/// The test plugin pinned by its real digest (envtest's kubelet reports the executable's
+/// sha256 as the pod's imageID).
+pub fn pinned_image() -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(test_plugin_path()).expect("test plugin");
+    format!(
+        "intercom.test/test-plugin@sha256:{}",
+        hex::encode(sha2::Sha256::digest(bytes))
+    )
+}
+
+/// One control plane for the whole test binary, on a runtime of its own so it outlives
+/// each test's runtime.
+pub fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let rt = RUNTIME.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime")
+        });
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                rt.block_on(
+                    Env::builder()
+                        .image(PLUGIN_IMAGE, test_plugin_path())
+                        .image(WRONG_DIGEST_IMAGE, test_plugin_path())
+                        .image(pinned_image(), test_plugin_path())
+                        .backoff_base(Duration::from_millis(500))
+                        .start(),
+                )
+                .unwrap_or_else(|e| panic!("envtest failed to start: {e}"))
+            })
+            .join()
+            .expect("env thread")
+        })
+    })
+}
+
+/// The routed pod range `scripts/test.sh` sets up (EndpointSlices refuse loopback pod IPs).
+pub fn require_routed_pod_range() {
+    assert!(
+        intercom_envtest::env::pod_cidr_from_env()
+            .ok()
+            .flatten()
+            .is_some(),
+        "INTERCOM_ENVTEST_POD_CIDR is not set: run the suite through scripts/test.sh"
+    );
+}
+
+/// The SDK's low-latency client for the control plane.
+pub fn kube_client() -> kube::Client {
+    intercom::runtime::kubernetes::low_latency_client(env().control_plane().kube_config())
+        .expect("kube client")
+}
+
+/// Creates namespace `name` and waits for its default ServiceAccount.
+pub async fn namespace(client: &kube::Client, name: &str) -> String {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    api.create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sas.get_opt("default").await.ok().flatten().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "default ServiceAccount never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    name.to_string()
+}
+
+/// A config running `workload` as `name` in `ns`.
+pub fn config(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    workload: PluginWorkload,
+    mode: ConnectMode,
+) -> KubernetesConfig {
+    KubernetesConfig::new(client.clone(), ns)
+        .workload(name, &workload)
+        .connect(mode)
+}
+
+/// A host client for the test plugin on Kubernetes.
+pub fn plugin_client(kube: KubernetesConfig) -> Client {
+    Client::new(
+        ClientConfig::new(HANDSHAKE, host_plugins())
+            .kubernetes(kube)
+            .start_timeout(Duration::from_secs(90)),
+    )
+}
+
+/// Nothing of the plugin's remains in `ns`: no Deployment, Service or pod labelled as
+/// intercom's, and no container process of the namespace on envtest's kubelet.
+pub async fn assert_nothing_left(client: &kube::Client, ns: &str) {
+    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=intercom");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = deployments.list(&lp).await.unwrap().items.len();
+        let s = services.list(&lp).await.unwrap().items.len();
+        let p = pods.list(&lp).await.unwrap().items.len();
+        let processes: Vec<u32> = env()
+            .kubelet()
+            .started_processes(ns)
+            .into_iter()
+            .filter(|&pid| intercom_tests::pid_running(pid))
+            .collect();
+        if d + s + p == 0 && processes.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind in {ns}: {d} deployments, {s} services, {p} pods, processes {processes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The KV client of a started host.
+pub async fn kv_client(client: &Client) -> kv::kv_client::KvClient<Channel> {
+    client.client().await.unwrap().dispense("kv_grpc").unwrap()
+}
+
+/// Runs a test body with [`TEST_TIMEOUT`].
+pub async fn timed<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(TEST_TIMEOUT, f)
+        .await
+        .expect("test timed out");
+}
+
+/// The plugin's pods in `ns` (by the plugin label), by name, with their IPs.
+pub async fn plugin_pods(kube: &kube::Client, ns: &str, plugin: &str) -> Vec<(String, String)> {
+    let pods: Api<Pod> = Api::namespaced(kube.clone(), ns);
+    pods.list(&ListParams::default().labels(&format!("intercom.dev/plugin={plugin}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| {
+            (
+                p.metadata.name.unwrap_or_default(),
+                p.status.and_then(|s| s.pod_ip).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Which replica answered: the test plugin's pod IP.
+pub async fn whoami(kv: &mut kv::kv_client::KvClient<Channel>) -> Result<String, tonic::Status> {
+    let who = kv
+        .get(kv::GetRequest {
+            key: "whoami".into(),
+        })
+        .await?
+        .into_inner()
+        .value;
+    Ok(String::from_utf8_lossy(&who).into_owned())
+}
