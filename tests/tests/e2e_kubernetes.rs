@@ -559,13 +559,16 @@ async fn e2e_discover_and_reattach() {
     timed(async {
         let kube = kube_client();
         let ns = namespace(&kube, "e2e-discover").await;
-        let first = plugin_client(config(
-            &kube,
-            &ns,
-            "found",
-            PluginWorkload::new(PLUGIN_IMAGE),
-            ConnectMode::PortForward,
-        ));
+        let first = plugin_client(
+            config(
+                &kube,
+                &ns,
+                "found",
+                PluginWorkload::new(PLUGIN_IMAGE),
+                ConnectMode::PortForward,
+            )
+            .reattachable(true),
+        );
         first.start().await.unwrap();
         let found = discover(kube.clone(), &ns).await.unwrap();
         assert_eq!(found.len(), 1);

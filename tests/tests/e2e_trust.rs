@@ -345,13 +345,16 @@ async fn e2e_reattach_checks_the_image_digest() {
             ("wrong", WRONG_DIGEST_IMAGE.to_string()),
             ("right", pinned_image()),
         ] {
-            let client = plugin_client(config(
-                &kube,
-                &ns,
-                name,
-                PluginWorkload::new(image),
-                ConnectMode::PortForward,
-            ));
+            let client = plugin_client(
+                config(
+                    &kube,
+                    &ns,
+                    name,
+                    PluginWorkload::new(image),
+                    ConnectMode::PortForward,
+                )
+                .reattachable(true),
+            );
             client.start().await.unwrap();
             first.push(client);
         }
@@ -457,6 +460,64 @@ async fn e2e_the_network_policy_selects_the_plugin_pods_and_port() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+/// 13.5: the host's private key goes into a Secret only for a plugin launched
+/// `reattachable`; reattaching to one that was not is a typed error saying so.
+#[tokio::test]
+async fn e2e_the_host_key_is_kept_only_for_reattachable_plugins() {
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-host-key").await;
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(kube.clone(), &ns);
+        let launch = |name: &str, reattachable: bool| {
+            plugin_client(
+                config(
+                    &kube,
+                    &ns,
+                    name,
+                    PluginWorkload::new(PLUGIN_IMAGE),
+                    ConnectMode::PortForward,
+                )
+                .reattachable(reattachable),
+            )
+        };
+        let private = launch("private", false);
+        private.start().await.unwrap();
+        let shared = launch("shared", true);
+        shared.start().await.unwrap();
+        let names: Vec<String> = secrets
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .collect();
+        assert!(
+            names.contains(&"shared-intercom-host".to_string()),
+            "a reattachable plugin's host identity is kept: {names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n.starts_with("private")),
+            "no Secret for a plugin that is not reattachable: {names:?}"
+        );
+        let reattach = plugin_client(
+            KubernetesConfig::new(kube.clone(), &ns)
+                .reattach("private")
+                .connect(ConnectMode::PortForward),
+        );
+        match reattach.start().await {
+            Err(ClientError::Kubernetes(KubeError::NotReattachable { deployment })) => {
+                assert_eq!(deployment, "private");
+            }
+            other => panic!("expected NotReattachable, got {other:?}"),
+        }
+        private.kill().await;
+        shared.kill().await;
         assert_nothing_left(&kube, &ns).await;
     })
     .await;

@@ -190,6 +190,10 @@ pub struct KubernetesConfig {
     pub require_image_digest: bool,
     /// Also create a NetworkPolicy that admits only the host's pods to the plugin port.
     pub network_policy: bool,
+    /// Keep the host's AutoMTLS identity (certificate and private key) in a Secret owned by
+    /// the plugin's Deployment, so another host can [`reattach`](Self::reattach) to it
+    /// (default `false`: the private key never leaves the host process).
+    pub reattachable: bool,
     /// Reattach to this existing Deployment instead of creating one.
     pub reattach: Option<String>,
     /// With `reattach`: whether `kill` deletes the Deployment (default: only disconnect).
@@ -236,6 +240,7 @@ impl KubernetesConfig {
             host_id: None,
             require_image_digest: false,
             network_policy: false,
+            reattachable: false,
             reattach: None,
             delete_on_kill: false,
             retry: DEFAULT_RETRY,
@@ -298,7 +303,18 @@ impl KubernetesConfig {
         self
     }
 
-    /// Connects to the existing plugin Deployment `name` instead of creating one.
+    /// Lets other hosts reattach to the plugin this config launches: with AutoMTLS the
+    /// plugin trusts only its launching host, so that host's identity is stored in a Secret
+    /// (`<deployment>-intercom-host`, readable by whoever may read Secrets in the
+    /// namespace). Off by default.
+    #[must_use]
+    pub fn reattachable(mut self, on: bool) -> Self {
+        self.reattachable = on;
+        self
+    }
+
+    /// Connects to the existing plugin Deployment `name` instead of creating one. With
+    /// AutoMTLS it must have been launched [`reattachable`](Self::reattachable).
     #[must_use]
     pub fn reattach(mut self, name: impl Into<String>) -> Self {
         self.reattach = Some(name.into());
@@ -317,6 +333,14 @@ impl KubernetesConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KubeError {
+    /// Reattach with AutoMTLS to a plugin whose launching host kept its identity to itself.
+    #[error(
+        "cannot reattach to plugin Deployment {deployment}: it was not launched reattachable, and with AutoMTLS it trusts only the host that launched it; launch it with KubernetesConfig::reattachable(true), or use auto_mtls(false) on both hosts"
+    )]
+    NotReattachable {
+        /// The Deployment.
+        deployment: String,
+    },
     /// No Deployment was configured.
     #[error("no Deployment configured: set KubernetesConfig::objects or ::workload")]
     MissingDeployment,

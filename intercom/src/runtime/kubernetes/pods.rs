@@ -232,7 +232,9 @@ pub(crate) async fn launch(
     if config.network_policy {
         create_network_policy(config, &deployment_name, &created, plugin.port).await;
     }
-    if let Some(identity) = &ctx.identity {
+    if config.reattachable
+        && let Some(identity) = &ctx.identity
+    {
         store_identity(config, &deployment_name, &created, identity).await;
     }
     let kube_plugin = KubePlugin::new(
@@ -1412,10 +1414,16 @@ async fn load_identity(
     use k8s_openapi::api::core::v1::Secret;
     let api: Api<Secret> = Api::namespaced(config.client.clone(), &config.namespace);
     let secret_name = identity_secret(name);
-    let secret = api.get(&secret_name).await.map_err(|source| KubeError::Api {
-        step: format!("read the host identity Secret {secret_name} (AutoMTLS: the plugin only trusts the host that launched it)"),
-        source,
-    })?;
+    let secret = api
+        .get_opt(&secret_name)
+        .await
+        .map_err(|source| KubeError::Api {
+            step: format!("read the host identity Secret {secret_name} (AutoMTLS: the plugin only trusts the host that launched it)"),
+            source,
+        })?
+        .ok_or_else(|| KubeError::NotReattachable {
+            deployment: name.into(),
+        })?;
     let data = secret.data.unwrap_or_default();
     let field = |k: &str| data.get(k).map(|b| b.0.clone()).unwrap_or_default();
     crate::tls::Identity::from_der(&field("cert.der"), &field("key.der")).map_err(|source| {
