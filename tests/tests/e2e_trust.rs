@@ -522,3 +522,67 @@ async fn e2e_the_host_key_is_kept_only_for_reattachable_plugins() {
     })
     .await;
 }
+
+/// 13.4: in a namespace enforcing Pod Security "restricted", a `PluginWorkload` runs as
+/// built; a user Deployment that violates the policy fails the start at once with the
+/// admission message (not as a start timeout).
+#[tokio::test]
+async fn e2e_a_restricted_namespace_runs_built_pods_and_rejects_a_violating_deployment() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Patch, PatchParams};
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-restricted").await;
+        let enforce = serde_json::json!({"metadata": {"labels": {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+        }}});
+        Api::<Namespace>::all(kube.clone())
+            .patch(&ns, &PatchParams::default(), &Patch::Merge(&enforce))
+            .await
+            .unwrap();
+
+        let built = plugin_client(config(
+            &kube,
+            &ns,
+            "built",
+            PluginWorkload::new(PLUGIN_IMAGE),
+            ConnectMode::Endpoints,
+        ));
+        let mut kv = kv_client(&built).await;
+        whoami(&mut kv).await.expect("a restricted pod answers");
+
+        // The same objects with the security contexts taken out: the pods are rejected.
+        let (mut deployment, service) = PluginWorkload::new(PLUGIN_IMAGE).build("loose");
+        if let Some(spec) = deployment
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+        {
+            spec.security_context = None;
+            for c in &mut spec.containers {
+                c.security_context = None;
+            }
+        }
+        let loose = plugin_client(
+            KubernetesConfig::new(kube.clone(), &ns)
+                .objects(deployment, service)
+                .connect(ConnectMode::Endpoints),
+        );
+        match loose.start().await {
+            Err(ClientError::Kubernetes(KubeError::PodsRejected {
+                deployment,
+                message,
+                ..
+            })) => {
+                assert_eq!(deployment, "loose");
+                assert!(message.contains("PodSecurity"), "{message}");
+            }
+            other => panic!("expected PodsRejected, got {other:?}"),
+        }
+        loose.kill().await;
+        built.kill().await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}

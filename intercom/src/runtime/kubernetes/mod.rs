@@ -403,6 +403,19 @@ pub enum KubeError {
         /// Kubernetes' message.
         message: String,
     },
+    /// The ReplicaSet cannot create the plugin's pods, e.g. rejected by Pod Security
+    /// admission or a quota (the Deployment's `ReplicaFailure` condition).
+    #[error(
+        "plugin Deployment {deployment} cannot create its pods ({reason}): {message}; fix the pod spec (or the namespace's policy) named in the message"
+    )]
+    PodsRejected {
+        /// The Deployment.
+        deployment: String,
+        /// Kubernetes' reason (e.g. `FailedCreate`).
+        reason: String,
+        /// Kubernetes' message (e.g. the admission rejection).
+        message: String,
+    },
     /// The handshake line in the pod's log is invalid.
     #[error("plugin pod {pod} printed an invalid handshake line")]
     Handshake {

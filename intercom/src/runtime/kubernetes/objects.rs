@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, GRPCAction, LocalObjectReference,
-    ObjectFieldSelector, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service,
-    ServicePort, ServiceSpec,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, GRPCAction,
+    LocalObjectReference, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -31,6 +32,13 @@ pub const PROTOCOL_ANNOTATION: &str = "intercom.dev/protocol-versions";
 pub const POD_IP_ENV: &str = "INTERCOM_POD_IP";
 
 /// A plugin Deployment + Service built from an image and a few options.
+///
+/// The pods pass Pod Security "restricted": they run as a non-root user (uid/gid
+/// [`DEFAULT_RUN_AS_USER`] unless the image's numeric `USER` is overridden by a full
+/// Deployment of your own), with no privilege escalation, every capability dropped, the
+/// `RuntimeDefault` seccomp profile and a read-only root filesystem; `/tmp` is a writable
+/// `emptyDir`. A plugin that needs more gives its own objects
+/// ([`KubernetesConfig::objects`](super::KubernetesConfig::objects)), which are used as given.
 ///
 /// ```
 /// use intercom::runtime::kubernetes::PluginWorkload;
@@ -191,6 +199,12 @@ impl PluginWorkload {
                 ..ContainerPort::default()
             }]),
             resources: self.resources.clone(),
+            security_context: Some(restricted_container()),
+            volume_mounts: Some(vec![VolumeMount {
+                name: TMP_VOLUME.into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            }]),
             ..Container::default()
         };
         let deployment = Deployment {
@@ -218,6 +232,12 @@ impl PluginWorkload {
                         }),
                         node_selector: (!self.node_selector.is_empty())
                             .then(|| self.node_selector.clone()),
+                        security_context: Some(restricted_pod()),
+                        volumes: Some(vec![Volume {
+                            name: TMP_VOLUME.into(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Volume::default()
+                        }]),
                         ..PodSpec::default()
                     }),
                 },
@@ -241,6 +261,43 @@ impl PluginWorkload {
             ..Service::default()
         };
         (deployment, service)
+    }
+}
+
+/// The writable scratch volume of a built pod, mounted at `/tmp` (the root filesystem is
+/// read-only).
+const TMP_VOLUME: &str = "tmp";
+
+/// The non-root user built pods run as when the image names none (distroless' `nonroot`).
+pub const DEFAULT_RUN_AS_USER: i64 = 65532;
+
+/// Pod Security "restricted" at the pod level: non-root (uid and gid
+/// [`DEFAULT_RUN_AS_USER`]), the runtime's default seccomp profile.
+fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(DEFAULT_RUN_AS_USER),
+        run_as_group: Some(DEFAULT_RUN_AS_USER),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// Pod Security "restricted" for the container: no privilege escalation, every
+/// capability dropped, and a read-only root filesystem.
+fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        ..SecurityContext::default()
     }
 }
 
@@ -392,6 +449,26 @@ mod tests {
         let pc = validate_deployment(&d).unwrap();
         assert_eq!(pc.port, 9000);
         validate_service(&s, &d, &pc).unwrap();
+    }
+
+    #[test]
+    fn built_pods_pass_pod_security_restricted() {
+        let (deployment, _) = PluginWorkload::new("img:1").build("p");
+        let spec = deployment.spec.unwrap().template.spec.unwrap();
+        let pod = spec.security_context.unwrap();
+        assert_eq!(pod.run_as_non_root, Some(true));
+        assert_eq!(pod.run_as_user, Some(DEFAULT_RUN_AS_USER));
+        assert_eq!(pod.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let container = spec.containers[0].security_context.clone().unwrap();
+        assert_eq!(container.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            container.capabilities.unwrap().drop,
+            Some(vec!["ALL".into()])
+        );
+        assert_eq!(container.read_only_root_filesystem, Some(true));
+        let mounts = spec.containers[0].volume_mounts.clone().unwrap();
+        assert_eq!(mounts[0].mount_path, "/tmp");
+        assert!(spec.volumes.unwrap()[0].empty_dir.is_some());
     }
 
     #[test]

@@ -651,6 +651,15 @@ async fn watch_plugin(
                             message,
                         }));
                     }
+                    if let Some((reason, message)) = replica_failure(&d)
+                        && matches!(&*shared.start.borrow(), Start::Waiting(_))
+                    {
+                        let _ = shared.start.send(failed(KubeError::PodsRejected {
+                            deployment: plugin.deployment.clone(),
+                            reason,
+                            message,
+                        }));
+                    }
                 }
                 _ => {}
             },
@@ -1299,6 +1308,23 @@ fn progress_deadline_exceeded(d: &Deployment) -> Option<String> {
                 && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
         })
         .map(|c| c.message.clone().unwrap_or_default())
+}
+
+/// The Deployment's `ReplicaFailure` condition (copied from its ReplicaSet): pods cannot
+/// be created at all, e.g. rejected by admission. Reason and message.
+fn replica_failure(d: &Deployment) -> Option<(String, String)> {
+    d.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")
+        .map(|c| {
+            (
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
 }
 
 async fn last_logs(pods: &Api<Pod>, pod: &str, container: &str) -> String {
