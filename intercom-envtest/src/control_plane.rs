@@ -713,6 +713,9 @@ fn apiserver_args(
         // Endpoints validation rejects (the lease reconciler logs that every 10 s).
         "--endpoint-reconciler-type=none".into(),
         "--profiling=false".into(),
+        // As on clusters that harden owner references (OpenShift, many managed ones): an
+        // ownerReference with blockOwnerDeletion needs `update` on the owner's finalizers.
+        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
     ]
 }
 
