@@ -5,7 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "grpc_controller.proto",
             "grpc_stdio.proto",
         ],
-        &["../proto"],
+        &["proto"],
     )?;
     Ok(())
 }

@@ -28,8 +28,11 @@ pub const BIN_DIR_ENV: &str = "INTERCOM_ENVTEST_BIN_DIR";
 /// [`Binaries::find`] alike.
 pub const CACHE_ENV: &str = "INTERCOM_ENVTEST_CACHE";
 
-/// The command, run from the repository root, that builds the binaries into the cache.
-pub const BUILD_COMMAND: &str = "intercom-envtest/build-control-plane.sh";
+/// The command that builds the binaries into the cache: `build-control-plane.sh` in this
+/// crate's source directory by absolute path, so it runs from any directory (in this
+/// repository it is `intercom-envtest/build-control-plane.sh`; for a crates.io dependency,
+/// the script in the unpacked crate under Cargo's registry).
+pub const BUILD_COMMAND: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/build-control-plane.sh");
 
 /// Where the control-plane binaries are.
 #[derive(Debug, Clone)]
@@ -49,14 +52,14 @@ pub enum BinariesError {
     /// A binary is not in the cache directory for the pinned versions.
     #[error(
         "control-plane binary {} is missing; build etcd {ETCD_VERSION} and Kubernetes \
-         {KUBERNETES_VERSION} (a cold build takes many minutes) by running, from the \
-         repository root: {command}",
+         {KUBERNETES_VERSION} (a cold build takes many minutes; it needs Go) by running: \
+         {command}",
         path.display()
     )]
     Missing {
         /// The binary that was looked for.
         path: PathBuf,
-        /// The exact shell command, run from the repository root, that builds it.
+        /// The exact shell command that builds it.
         command: String,
     },
     /// [`BIN_DIR_ENV`] is set but a binary is not in that directory.
@@ -88,18 +91,19 @@ impl Binaries {
 /// as `${VAR:-...}` does in the script).
 fn find_with(var: impl Fn(&str) -> Option<OsString>) -> Result<Binaries, BinariesError> {
     let var = |name: &str| var(name).filter(|v| !v.is_empty());
+    let script = shell_quote(&OsString::from(BUILD_COMMAND));
     let (dir, command) = if let Some(dir) = var(BIN_DIR_ENV) {
         (PathBuf::from(dir), None)
     } else {
         let (root, command) = if let Some(cache) = var(CACHE_ENV) {
-            let command = format!("{CACHE_ENV}={} {BUILD_COMMAND}", shell_quote(&cache));
+            let command = format!("{CACHE_ENV}={} {script}", shell_quote(&cache));
             (PathBuf::from(cache), command)
         } else if let Some(xdg) = var("XDG_CACHE_HOME") {
-            let command = format!("XDG_CACHE_HOME={} {BUILD_COMMAND}", shell_quote(&xdg));
+            let command = format!("XDG_CACHE_HOME={} {script}", shell_quote(&xdg));
             (PathBuf::from(xdg).join("intercom-envtest"), command)
         } else if let Some(home) = var("HOME") {
             let root = PathBuf::from(home).join(".cache/intercom-envtest");
-            (root, BUILD_COMMAND.to_owned())
+            (root, script)
         } else {
             return Err(BinariesError::NoCacheDir);
         };
@@ -253,7 +257,7 @@ mod tests {
         let quoted = format!("'{}'", cache.display());
         assert_eq!(
             *command,
-            format!("INTERCOM_ENVTEST_CACHE={quoted} intercom-envtest/build-control-plane.sh")
+            format!("INTERCOM_ENVTEST_CACHE={quoted} {BUILD_COMMAND}")
         );
         assert!(err.to_string().contains(command.as_str()), "{err}");
 

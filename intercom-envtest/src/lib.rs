@@ -1,6 +1,7 @@
 //! A real Kubernetes control plane for tests: etcd, kube-apiserver and
 //! kube-controller-manager built from the Go module proxy, plus a small kubelet that runs
 //! pod containers as local processes.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
     missing_docs,
     missing_debug_implementations,

@@ -152,12 +152,15 @@ pub fn plugin(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::plugin(args.into(), item.into()).into()
 }
 
+// The link to `plugin` is a relative URL, not an intra-doc link: rustdoc would resolve
+// that to `intercom_macros::plugin`, which is broken on the page `intercom` re-exports.
 /// Makes a struct with named fields a protobuf message usable in plugin interfaces.
 ///
 /// Fields are numbered 1, 2, 3… in declaration order and encoded like method arguments
-/// (see [`plugin`] for the types). Like prost's derive, it implements `Default` (all
-/// fields default: don't derive it) and `intercom::prost::Message`; it needs no `prost`
-/// dependency and no field attributes. `#[intercom(crate = "…")]` renames the runtime.
+/// (see [`#[plugin]`](attr.plugin.html) for the types). Like prost's derive, it implements
+/// `Default` (all fields default: don't derive it) and `intercom::prost::Message`; it needs
+/// no `prost` dependency and no field attributes. `#[intercom(crate = "…")]` renames the
+/// runtime.
 ///
 /// ```
 /// #[derive(intercom::Message, Debug, Clone, PartialEq)]

@@ -204,7 +204,7 @@ impl FromStr for Protocol {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Handshake {
     /// CORE: the go-plugin core protocol version; always
-    /// [`CORE_PROTOCOL_VERSION`](crate::CORE_PROTOCOL_VERSION) in a line that parsed.
+    /// [`CORE_PROTOCOL_VERSION`] in a line that parsed.
     pub core_version: u32,
     /// APP: the application protocol version the plugin chose (see [`negotiate_version`]).
     pub app_version: u32,
@@ -336,7 +336,7 @@ impl Handshake {
 
     /// Checks a parsed handshake against the host's configuration.
     ///
-    /// - the core version must be [`CORE_PROTOCOL_VERSION`](crate::CORE_PROTOCOL_VERSION);
+    /// - the core version must be [`CORE_PROTOCOL_VERSION`];
     /// - the app version must be one of `host_versions`;
     /// - the protocol must be [`Protocol::Grpc`];
     /// - if the host asked for broker multiplexing (`want_multiplex`, i.e. it set

@@ -1,4 +1,5 @@
-#![doc = include_str!("../../README.md")]
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -46,13 +47,16 @@ pub use client::{
 };
 pub use handshake::{HandshakeConfig, HandshakeError};
 pub use plugin::{BoxError, GrpcPlugin, PluginSet};
+pub use runtime::ProcessLauncher;
 pub use serve::{ServeConfig, ServeError, serve};
 
 /// k8s-openapi, for the Kubernetes runtime's types.
 #[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub use k8s_openapi;
 /// kube-rs, for the Kubernetes runtime's types.
 #[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub use kube;
 pub use prost;
 pub use tokio;

@@ -42,6 +42,7 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The `tracing` target of the events [`emit`] produces for plugin log lines.
 pub const PLUGIN_LOG_TARGET: &str = "intercom::plugin";
@@ -567,7 +568,9 @@ fn hclog_timestamp(t: time::OffsetDateTime) -> String {
 /// The level filter is an [`EnvFilter`] read from `INTERCOM_LOG`, else `RUST_LOG`, else
 /// `info` (invalid directives are skipped with a note on stderr). Pass
 /// `std::io::stderr`, never stdout, which carries the handshake. Records of the `log`
-/// crate are not bridged.
+/// crate are bridged into the same subscriber (`tracing_subscriber`'s `try_init`), unless
+/// a `log` logger is already set; then it returns false although the subscriber is
+/// installed.
 ///
 /// ```no_run
 /// if !intercom::logs::init_plugin_logging(std::io::stderr) {
@@ -586,7 +589,7 @@ where
     let subscriber = tracing_subscriber::registry()
         .with(filter)
         .with(HclogLayer::new(make_writer));
-    tracing::subscriber::set_global_default(subscriber).is_ok()
+    subscriber.try_init().is_ok()
 }
 
 /// The filter from the first non-blank of `INTERCOM_LOG` and `RUST_LOG`, default `info`.

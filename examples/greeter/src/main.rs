@@ -18,7 +18,7 @@
 //! - `greeter [NAME]` is the **host**: it starts this executable again as
 //!   `greeter plugin`, dispenses a [`GreeterClient`], calls `greet` like a local method,
 //!   prints the reply and stops the plugin.
-//! - `greeter plugin` is the **plugin**: it serves [`English`] with [`intercom::serve`].
+//! - `greeter plugin` is the **plugin**: it serves [`English`] with [`intercom::serve()`].
 //!
 //! Everything `examples/basic/src/greeter.rs` writes by hand (the `.proto`, the messages,
 //! the tonic client and server, the `GrpcPlugin` impl, the handshake) comes from the
