@@ -1329,13 +1329,13 @@ async fn pump_stderr(
     tail: Arc<Mutex<VecDeque<String>>>,
     mut copy: Option<Writer>,
 ) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stderr);
+    let mut reader = BufReader::with_capacity(crate::logs::MAX_LOG_LINE, stderr);
     let mut parser = crate::logs::StderrParser::default();
     let mut buf = Vec::new();
     loop {
         buf.clear();
         match (&mut reader)
-            .take(64 * 1024)
+            .take(crate::logs::MAX_LOG_LINE as u64)
             .read_until(b'\n', &mut buf)
             .await
         {

@@ -31,6 +31,7 @@
 mod balancer;
 mod discover;
 mod host_owner;
+mod log_lines;
 pub mod objects;
 mod owners;
 mod pods;

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{AsyncBufReadExt, FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -964,7 +964,7 @@ async fn connect_pod(
             step: format!("read the log of plugin pod {pod}"),
             source,
         })?;
-    let mut lines = stream.lines();
+    let mut lines = super::log_lines::bounded_lines(stream);
     let line = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next().await {
             match line {
