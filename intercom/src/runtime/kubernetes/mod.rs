@@ -108,8 +108,10 @@ impl ConnectMode {
 /// kube's own client leaves Nagle's algorithm on (kube-rs issue #2056); in
 /// [`ConnectMode::PortForward`], where every call crosses the apiserver, that costs a delayed
 /// ACK (~40 ms) per call. With this client a warm call through the port-forward takes a few
-/// milliseconds. Honours the config's cluster URL, TLS, credentials and extra headers; the
-/// connect/read/write timeouts and the proxy URL of `config` are not applied.
+/// milliseconds. Honours the config's cluster URL, TLS, credentials and extra headers, its
+/// connect timeout (per connection) and its read timeout (the longest wait for any
+/// response's head; kube's default is 295 s, lower it to fail faster on a silent
+/// apiserver). The write timeout and the proxy URL of `config` are not applied.
 ///
 /// ```no_run
 /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
@@ -125,11 +127,15 @@ pub fn low_latency_client(config: kube::Config) -> Result<kube::Client, kube::Er
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
+    http.set_connect_timeout(config.connect_timeout);
     let https = config.rustls_https_connector_with_connector(http)?;
     let hyper_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(https);
+    // Every request's response head within the read timeout: an apiserver that accepts
+    // but never answers is an error, not a hang (bodies — watches, logs — may stream on).
     let service = tower::ServiceBuilder::new()
+        .option_layer(config.read_timeout.map(tower::timeout::TimeoutLayer::new))
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
@@ -149,6 +155,31 @@ pub struct Retry {
     pub factor: f64,
     /// Random extra fraction of each delay.
     pub jitter: f64,
+}
+
+impl Retry {
+    /// The longest pause between two attempts, whatever the factor.
+    pub const MAX_DELAY: Duration = Duration::from_secs(30);
+
+    /// Checks the numbers before any API call: `factor` and `jitter` must be finite and
+    /// not negative.
+    ///
+    /// # Errors
+    /// [`KubeError::InvalidRetry`] naming the field.
+    pub fn validate(&self) -> Result<(), KubeError> {
+        for (field, value) in [("factor", self.factor), ("jitter", self.jitter)] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(KubeError::InvalidRetry { field, value });
+            }
+        }
+        Ok(())
+    }
+
+    /// `delay × by`, at most [`MAX_DELAY`](Self::MAX_DELAY) (and never a panic).
+    pub(crate) fn scale(delay: Duration, by: f64) -> Duration {
+        Duration::try_from_secs_f64(delay.as_secs_f64() * by)
+            .map_or(Self::MAX_DELAY, |d| d.min(Self::MAX_DELAY))
+    }
 }
 
 /// 5 steps, 10 ms, factor 1.0, jitter 0.1.
@@ -334,6 +365,16 @@ impl KubernetesConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KubeError {
+    /// A [`Retry`] number cannot be used.
+    #[error(
+        "invalid KubernetesConfig retry: {field} is {value}; use a finite number >= 0 (e.g. DEFAULT_RETRY)"
+    )]
+    InvalidRetry {
+        /// `factor` or `jitter`.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+    },
     /// Reattach with AutoMTLS to a plugin whose launching host kept its identity to itself.
     #[error(
         "cannot reattach to plugin Deployment {deployment}: it was not launched reattachable, and with AutoMTLS it trusts only the host that launched it; launch it with KubernetesConfig::reattachable(true), or use auto_mtls(false) on both hosts"
@@ -502,6 +543,32 @@ fn log_tail(logs: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_numbers_are_checked_and_never_panic() {
+        DEFAULT_RETRY.validate().unwrap();
+        for (factor, jitter) in [
+            (f64::NAN, 0.1),
+            (-1.0, 0.1),
+            (1.0, f64::INFINITY),
+            (1.0, -0.5),
+        ] {
+            let retry = Retry {
+                factor,
+                jitter,
+                ..DEFAULT_RETRY
+            };
+            assert!(matches!(
+                retry.validate(),
+                Err(KubeError::InvalidRetry { .. })
+            ));
+        }
+        let ms = Duration::from_millis(10);
+        assert_eq!(Retry::scale(ms, f64::NAN), Retry::MAX_DELAY);
+        assert_eq!(Retry::scale(ms, -2.0), Retry::MAX_DELAY);
+        assert_eq!(Retry::scale(ms, 1e300), Retry::MAX_DELAY);
+        assert_eq!(Retry::scale(ms, 2.0), Duration::from_millis(20));
+    }
 
     #[test]
     fn retryable_errors() {

@@ -161,6 +161,7 @@ pub(crate) async fn launch(
     config: &KubernetesConfig,
     ctx: LaunchContext,
 ) -> Result<(Conn, Arc<KubePlugin>, u32), KubeError> {
+    config.retry.validate()?;
     let mut deployment = config
         .deployment
         .clone()
@@ -1528,9 +1529,9 @@ where
                 let _ = rustls::crypto::aws_lc_rs::default_provider()
                     .secure_random
                     .fill(&mut jitter);
-                let extra = delay.mul_f64(retry.jitter * f64::from(jitter[0]) / 255.0);
+                let extra = Retry::scale(delay, retry.jitter * f64::from(jitter[0]) / 255.0);
                 tokio::time::sleep(delay + extra).await;
-                delay = delay.mul_f64(retry.factor);
+                delay = Retry::scale(delay, retry.factor);
             }
             Err(e) => return Err(e),
         }
