@@ -64,6 +64,8 @@ pub use tokio;
 pub use tonic;
 
 #[doc(hidden)]
+pub mod __fuzz;
+#[doc(hidden)]
 pub mod __private;
 mod codegen;
 pub mod streaming;
