@@ -5,7 +5,6 @@
 //! One test in its own binary: it sets the downward-API variables (`POD_NAME`,
 //! `POD_NAMESPACE`) of the test process, which no other test may see.
 
-#[allow(dead_code)]
 mod support;
 
 use intercom::runtime::kubernetes::{ConnectMode, PluginWorkload};

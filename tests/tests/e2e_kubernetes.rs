@@ -6,7 +6,6 @@
 //! (`tests/e2e-kind/run.sh` makes one with kind and loads the images).
 
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use intercom::runtime::kubernetes::{
@@ -14,204 +13,21 @@ use intercom::runtime::kubernetes::{
 };
 use intercom::tonic::transport::Channel;
 use intercom::{Client, ClientConfig, ClientError};
-use intercom_envtest::Env;
-use intercom_tests::{HANDSHAKE, counter, host_plugins, kv, reverse};
+use intercom_tests::{counter, kv, reverse};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 
 #[path = "../src/macro_api.rs"]
 mod macro_api;
+mod support;
 
-const PLUGIN_IMAGE: &str = "intercom.test/test-plugin:1";
-const MACRO_IMAGE: &str = "intercom.test/macro-plugin:1";
-const SLEEPER_IMAGE: &str = "intercom.test/sleeper:1";
-/// The test plugin pinned by a digest that is not its own.
-const WRONG_DIGEST_IMAGE: &str = "intercom.test/test-plugin@sha256:0000000000000000000000000000000000000000000000000000000000000000";
-
-/// The test plugin pinned by its real digest (envtest's kubelet reports the executable's
-/// sha256 as the pod's imageID).
-fn pinned_image() -> String {
-    use sha2::Digest;
-    let bytes = std::fs::read(env!("CARGO_BIN_EXE_test-plugin")).expect("test plugin");
-    format!(
-        "intercom.test/test-plugin@sha256:{}",
-        hex::encode(sha2::Sha256::digest(bytes))
-    )
-}
-const TEST_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// One control plane for the whole test binary, on a runtime of its own so it outlives
-/// each test's runtime. Tests build their own clients from its config.
-fn env() -> &'static Env {
-    static ENV: OnceLock<Env> = OnceLock::new();
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let rt = RUNTIME.get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime")
-        });
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                rt.block_on(
-                    Env::builder()
-                        .image(PLUGIN_IMAGE, env!("CARGO_BIN_EXE_test-plugin"))
-                        .image(SLEEPER_IMAGE, "/bin/sleep")
-                        .image(MACRO_IMAGE, env!("CARGO_BIN_EXE_macro-plugin"))
-                        .image(WRONG_DIGEST_IMAGE, env!("CARGO_BIN_EXE_test-plugin"))
-                        .image(pinned_image(), env!("CARGO_BIN_EXE_test-plugin"))
-                        .backoff_base(Duration::from_millis(500))
-                        .start(),
-                )
-                .unwrap_or_else(|e| panic!("envtest failed to start: {e}"))
-            })
-            .join()
-            .expect("env thread")
-        })
-    })
-}
-
-/// Endpoints mode dials pod IPs from EndpointSlices, which refuse loopback addresses: it
-/// needs the routed pod range `scripts/test.sh` sets up. Missing is a failure.
-fn require_routed_pod_range() {
-    if std::env::var_os("INTERCOM_E2E_KUBECONFIG").is_some() {
-        return;
-    }
-    assert!(
-        intercom_envtest::env::pod_cidr_from_env()
-            .ok()
-            .flatten()
-            .is_some(),
-        "INTERCOM_ENVTEST_POD_CIDR is not set: run the suite through scripts/test.sh"
-    );
-}
-
-/// The admin config of the cluster under test.
-fn cluster_config() -> kube::Config {
-    match std::env::var_os("INTERCOM_E2E_KUBECONFIG") {
-        Some(path) => {
-            let kubeconfig =
-                kube::config::Kubeconfig::read_from(path).expect("INTERCOM_E2E_KUBECONFIG");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .expect("runtime");
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    rt.block_on(kube::Config::from_custom_kubeconfig(
-                        kubeconfig,
-                        &kube::config::KubeConfigOptions::default(),
-                    ))
-                })
-                .join()
-                .expect("kubeconfig thread")
-            })
-            .expect("kubeconfig")
-        }
-        None => env().control_plane().kube_config(),
-    }
-}
-
-/// The SDK's low-latency client (what the README recommends for `PortForward`).
-fn kube_client() -> kube::Client {
-    intercom::runtime::kubernetes::low_latency_client(cluster_config()).expect("kube client")
-}
-
-/// A client that authenticates with a ServiceAccount token only.
-fn client_for_token(token: &str) -> kube::Client {
-    let mut value = http::HeaderValue::try_from(format!("Bearer {token}")).expect("token header");
-    value.set_sensitive(true);
-    let mut config = cluster_config();
-    config.auth_info = kube::config::AuthInfo::default();
-    config.headers.push((http::header::AUTHORIZATION, value));
-    intercom::runtime::kubernetes::low_latency_client(config).expect("token client")
-}
-
-async fn namespace(client: &kube::Client, name: &str) -> String {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
-    api.create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
-    // The ServiceAccount admission plugin needs the namespace's default ServiceAccount.
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sas.get_opt("default").await.ok().flatten().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "default ServiceAccount never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    name.to_string()
-}
-
-fn config(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    workload: PluginWorkload,
-    mode: ConnectMode,
-) -> KubernetesConfig {
-    KubernetesConfig::new(client.clone(), ns)
-        .workload(name, &workload)
-        .connect(mode)
-}
-
-fn plugin_client(kube: KubernetesConfig) -> Client {
-    Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .kubernetes(kube)
-            .start_timeout(Duration::from_secs(90)),
-    )
-}
-
-/// Nothing of the plugin's remains in `ns`.
-async fn assert_nothing_left(client: &kube::Client, ns: &str) {
-    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=intercom");
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let d = deployments.list(&lp).await.unwrap().items.len();
-        let s = services.list(&lp).await.unwrap().items.len();
-        let p = pods.list(&lp).await.unwrap().items.len();
-        // And no container process of the namespace runs on envtest's kubelet.
-        let processes: Vec<u32> = if std::env::var_os("INTERCOM_E2E_KUBECONFIG").is_some() {
-            Vec::new()
-        } else {
-            env()
-                .kubelet()
-                .started_processes(ns)
-                .into_iter()
-                .filter(|&pid| intercom_tests::pid_running(pid))
-                .collect()
-        };
-        if d + s + p == 0 && processes.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "left behind in {ns}: {d} deployments, {s} services, {p} pods, processes {processes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn kv_client(client: &Client) -> kv::kv_client::KvClient<Channel> {
-    client.client().await.unwrap().dispense("kv_grpc").unwrap()
-}
-
-async fn timed<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(TEST_TIMEOUT, f)
-        .await
-        .expect("test timed out");
-}
+use support::{
+    MACRO_IMAGE, PLUGIN_IMAGE, SLEEPER_IMAGE, assert_nothing_left, client_for_token, config, env,
+    kube_client, kv_client, namespace, plugin_client, plugin_pods, require_routed_pod_range, timed,
+    whoami,
+};
 
 #[tokio::test]
 async fn e2e_start_call_and_kill_leave_nothing_behind() {
@@ -807,35 +623,6 @@ async fn e2e_plugin_logs_reach_the_host_with_the_pod_name() {
         assert_nothing_left(&kube, &ns).await;
     })
     .await;
-}
-
-/// The plugin's pods in `ns`, by name, with their IPs.
-async fn plugin_pods(kube: &kube::Client, ns: &str, plugin: &str) -> Vec<(String, String)> {
-    let pods: Api<Pod> = Api::namespaced(kube.clone(), ns);
-    pods.list(&ListParams::default().labels(&format!("intercom.dev/plugin={plugin}")))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| {
-            (
-                p.metadata.name.unwrap_or_default(),
-                p.status.and_then(|s| s.pod_ip).unwrap_or_default(),
-            )
-        })
-        .collect()
-}
-
-async fn whoami(kv: &mut kv::kv_client::KvClient<Channel>) -> Result<String, tonic::Status> {
-    let who = kv
-        .get(kv::GetRequest {
-            key: "whoami".into(),
-        })
-        .await?
-        .into_inner()
-        .value;
-    Ok(String::from_utf8_lossy(&who).into_owned())
 }
 
 /// Retries `whoami` until it answers (a reconnect in progress), for at most 60 s.

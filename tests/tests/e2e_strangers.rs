@@ -2,7 +2,6 @@
 //! never disturbs the host's session, end to end against intercom-envtest: the same
 //! admission as the process runtime, on a plugin that listens on TCP.
 
-#[allow(dead_code)]
 mod support;
 
 use std::time::Duration;

@@ -158,16 +158,22 @@ async fn crash_mid_call_errors_within_a_second() {
     client.kill().await;
 }
 
-#[tokio::test]
-async fn reattach_refuses_a_pid_that_is_not_the_plugin_and_signals_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = Client::new(
+/// A started client whose plugin another host can reattach to (classic broker, plaintext).
+async fn reattachable_plugin(dir: &std::path::Path) -> Client {
+    let client = Client::new(
         ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(launcher("", dir.path()))
+            .launcher(launcher("", dir))
             .auto_mtls(false)
             .multiplex(Multiplex::Off),
     );
-    first.start().await.unwrap();
+    client.start().await.unwrap();
+    client
+}
+
+#[tokio::test]
+async fn reattach_refuses_a_pid_that_is_not_the_plugin_and_signals_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = reattachable_plugin(dir.path()).await;
     let mut re = first.reattach_config().await.expect("reattachable");
     let plugin = re.pid.expect("pid");
     // The plugin's pid, reused by a stranger: here, another process of ours.
@@ -195,13 +201,7 @@ async fn reattach_refuses_a_pid_that_is_not_the_plugin_and_signals_nothing() {
 #[tokio::test]
 async fn reattach_to_a_running_plugin() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(launcher("", dir.path()))
-            .auto_mtls(false)
-            .multiplex(Multiplex::Off),
-    );
-    first.start().await.unwrap();
+    let first = reattachable_plugin(dir.path()).await;
     let re = first
         .reattach_config()
         .await

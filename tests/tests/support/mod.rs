@@ -1,7 +1,7 @@
-//! What the Kubernetes e2e test binaries share: one intercom-envtest control plane per
-//! binary, clients for it, namespaces, and the checks every test ends with.
-//!
-//! Runs against envtest only (these tests need its kubelet's imageIDs and Service proxy).
+//! What the Kubernetes e2e test binaries share: one control plane per binary (intercom-envtest,
+//! or the cluster of `INTERCOM_E2E_KUBECONFIG`), clients for it, namespaces, pod helpers, and
+//! the checks every test ends with. Each binary uses a part of it.
+#![allow(dead_code)]
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -17,10 +17,14 @@ use kube::api::{Api, ListParams, PostParams};
 
 /// The test plugin's image.
 pub const PLUGIN_IMAGE: &str = "intercom.test/test-plugin:1";
+/// The `#[intercom::plugin]` test plugin's image.
+pub const MACRO_IMAGE: &str = "intercom.test/macro-plugin:1";
+/// An image that is not a plugin (`sleep`).
+pub const SLEEPER_IMAGE: &str = "intercom.test/sleeper:1";
 /// The test plugin pinned by a digest that is not its own.
 pub const WRONG_DIGEST_IMAGE: &str = "intercom.test/test-plugin@sha256:0000000000000000000000000000000000000000000000000000000000000000";
 /// The longest one test may take.
-pub const TEST_TIMEOUT: Duration = Duration::from_secs(240);
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The path of the test plugin's executable.
 pub fn test_plugin_path() -> &'static str {
@@ -39,7 +43,7 @@ pub fn pinned_image() -> String {
 }
 
 /// One control plane for the whole test binary, on a runtime of its own so it outlives
-/// each test's runtime.
+/// each test's runtime. Tests build their own clients from its config.
 pub fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
@@ -56,6 +60,8 @@ pub fn env() -> &'static Env {
                 rt.block_on(
                     Env::builder()
                         .image(PLUGIN_IMAGE, test_plugin_path())
+                        .image(SLEEPER_IMAGE, "/bin/sleep")
+                        .image(MACRO_IMAGE, env!("CARGO_BIN_EXE_macro-plugin"))
                         .image(WRONG_DIGEST_IMAGE, test_plugin_path())
                         .image(pinned_image(), test_plugin_path())
                         .backoff_base(Duration::from_millis(500))
@@ -69,8 +75,17 @@ pub fn env() -> &'static Env {
     })
 }
 
-/// The routed pod range `scripts/test.sh` sets up (EndpointSlices refuse loopback pod IPs).
+/// Whether the tests run against the cluster of `INTERCOM_E2E_KUBECONFIG` (kind), not envtest.
+pub fn on_external_cluster() -> bool {
+    std::env::var_os("INTERCOM_E2E_KUBECONFIG").is_some()
+}
+
+/// Endpoints mode dials pod IPs from EndpointSlices, which refuse loopback addresses: it
+/// needs the routed pod range `scripts/test.sh` sets up. Missing is a failure.
 pub fn require_routed_pod_range() {
+    if on_external_cluster() {
+        return;
+    }
     assert!(
         intercom_envtest::env::pod_cidr_from_env()
             .ok()
@@ -80,10 +95,44 @@ pub fn require_routed_pod_range() {
     );
 }
 
-/// The SDK's low-latency client for the control plane.
+/// The admin config of the cluster under test.
+pub fn cluster_config() -> kube::Config {
+    match std::env::var_os("INTERCOM_E2E_KUBECONFIG") {
+        Some(path) => {
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(path).expect("INTERCOM_E2E_KUBECONFIG");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    rt.block_on(kube::Config::from_custom_kubeconfig(
+                        kubeconfig,
+                        &kube::config::KubeConfigOptions::default(),
+                    ))
+                })
+                .join()
+                .expect("kubeconfig thread")
+            })
+            .expect("kubeconfig")
+        }
+        None => env().control_plane().kube_config(),
+    }
+}
+
+/// The SDK's low-latency client (what the README recommends for `PortForward`).
 pub fn kube_client() -> kube::Client {
-    intercom::runtime::kubernetes::low_latency_client(env().control_plane().kube_config())
-        .expect("kube client")
+    intercom::runtime::kubernetes::low_latency_client(cluster_config()).expect("kube client")
+}
+
+/// A client that authenticates with a ServiceAccount token only.
+pub fn client_for_token(token: &str) -> kube::Client {
+    let mut value = http::HeaderValue::try_from(format!("Bearer {token}")).expect("token header");
+    value.set_sensitive(true);
+    let mut config = cluster_config();
+    config.auth_info = kube::config::AuthInfo::default();
+    config.headers.push((http::header::AUTHORIZATION, value));
+    intercom::runtime::kubernetes::low_latency_client(config).expect("token client")
 }
 
 /// Creates namespace `name` and waits for its default ServiceAccount.
@@ -140,12 +189,17 @@ pub async fn assert_nothing_left(client: &kube::Client, ns: &str) {
         let d = deployments.list(&lp).await.unwrap().items.len();
         let s = services.list(&lp).await.unwrap().items.len();
         let p = pods.list(&lp).await.unwrap().items.len();
-        let processes: Vec<u32> = env()
-            .kubelet()
-            .started_processes(ns)
-            .into_iter()
-            .filter(|&pid| intercom_tests::pid_running(pid))
-            .collect();
+        // And no container process of the namespace runs on envtest's kubelet.
+        let processes: Vec<u32> = if on_external_cluster() {
+            Vec::new()
+        } else {
+            env()
+                .kubelet()
+                .started_processes(ns)
+                .into_iter()
+                .filter(|&pid| intercom_tests::pid_running(pid))
+                .collect()
+        };
         if d + s + p == 0 && processes.is_empty() {
             return;
         }
