@@ -62,8 +62,16 @@ impl Mux {
                 tokio::select! {
                     next = session.next() => match next {
                         Some(Ok(stream)) => {
-                            // A full or dropped receiver drops the stream (the peer sees a reset).
-                            let _ = tx.try_send(Io::Mux(stream));
+                            // Wait for room rather than drop: the broker routes inbound
+                            // streams by their order, so a lost one would shift the rest.
+                            // A dropped receiver drops the stream (the peer sees a reset).
+                            tokio::select! {
+                                sent = tx.send(Io::Mux(stream)) => drop(sent),
+                                () = done.cancelled() => {
+                                    let _ = std::future::poll_fn(|cx| std::task::Poll::Ready(session.shutdown(cx))).await;
+                                    break;
+                                }
+                            }
                         }
                         Some(Err(err)) => {
                             tracing::debug!(error = &err as &dyn std::error::Error, "yamux session ended");
