@@ -259,19 +259,20 @@ async fn e2e_pod_failures_are_reported_fast_and_clean_up() {
             }
             other => panic!("unexpected: {other:?}"),
         }
-        // Garbage instead of a handshake.
+        // Text instead of a handshake: a log line, then no handshake within the timeout.
         let garbage = PluginWorkload::new(PLUGIN_IMAGE).env("INTERCOM_TEST_MODE", "garbage");
-        let client = plugin_client(config(
-            &kube,
-            &ns,
-            "garbage",
-            garbage,
-            ConnectMode::PortForward,
-        ));
+        let client = plugin_client(
+            config(&kube, &ns, "garbage", garbage, ConnectMode::PortForward)
+                .handshake_timeout(Duration::from_secs(5)),
+        );
         let started = Instant::now();
         let err = client.start().await.expect_err("garbage handshake");
         assert!(
-            matches!(err, ClientError::Kubernetes(KubeError::Handshake { .. })),
+            matches!(
+                &err,
+                ClientError::Kubernetes(KubeError::NoHandshake { last: Some(last), .. })
+                    if last == "this is not a handshake line"
+            ),
             "{err:?}"
         );
         assert!(
@@ -619,6 +620,49 @@ async fn e2e_plugin_logs_reach_the_host_with_the_pod_name() {
                 ("log-warn".into(), Some(tracing::Level::WARN)),
             ]
         );
+        client.kill().await;
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn e2e_plain_text_before_the_handshake_is_logged_not_fatal() {
+    timed(async {
+        let events = recorder::events();
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-chatty").await;
+        let chatty = PluginWorkload::new(PLUGIN_IMAGE).env("INTERCOM_TEST_MODE", "chatty-start");
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "chatty",
+            chatty,
+            ConnectMode::PortForward,
+        ));
+        let mut kv = kv_client(&client).await;
+        kv.put(kv::PutRequest {
+            key: "k".into(),
+            value: b"v".to_vec(),
+        })
+        .await
+        .expect("the plugin serves after its plain-text start-up lines");
+        let (pod, _) = plugin_pods(&kube, &ns, "chatty").await.remove(0);
+        let logged: Vec<recorder::Event> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e.plugin == "chatty" && e.message.contains("plain text before the handshake")
+            })
+            .cloned()
+            .collect();
+        assert_eq!(
+            logged.len(),
+            1,
+            "the start-up line reaches the host once, as a log"
+        );
+        assert_eq!(logged[0].pod, pod);
         client.kill().await;
         assert_nothing_left(&kube, &ns).await;
     })

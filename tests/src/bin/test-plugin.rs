@@ -5,6 +5,7 @@
 //! |---|---|
 //! | (unset) | a well-behaved plugin |
 //! | `garbage` | prints a non-handshake first line |
+//! | `chatty-start` | writes plain text to stderr before its handshake, then behaves |
 //! | `exit-early` | writes an error to stderr and exits 3 before the handshake |
 //! | `silent` | never prints anything |
 //! | `version7` | only speaks app protocol version 7 |
@@ -161,6 +162,10 @@ async fn main() -> Result<(), intercom::ServeError> {
             println!("this is not a handshake line");
             tokio::time::sleep(Duration::from_secs(60)).await;
             return Ok(());
+        }
+        "chatty-start" => {
+            eprintln!("booting: plain text before the handshake");
+            eprintln!("Picked up JAVA_TOOL_OPTIONS: -Xmx1g");
         }
         "non-utf8" => {
             use std::io::Write;

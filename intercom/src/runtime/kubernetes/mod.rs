@@ -30,6 +30,7 @@
 
 mod balancer;
 mod discover;
+mod handshake_scan;
 mod host_owner;
 mod log_lines;
 pub mod objects;
@@ -232,6 +233,10 @@ pub struct KubernetesConfig {
     pub delete_on_kill: bool,
     /// Retry policy for creates.
     pub retry: Retry,
+    /// How long a started plugin container has to print its handshake line (default
+    /// 30 s). Log lines it prints first (hclog JSON, plain text on stderr) are forwarded
+    /// as logs.
+    pub handshake_timeout: Duration,
     /// Owner of the plugin's Deployment, so the garbage collector removes the plugin with
     /// it. Default: the host's own pod when it runs in one (downward-API env `POD_NAME` and
     /// `POD_NAMESPACE`) and that pod is in [`namespace`](Self::namespace); a host pod in
@@ -276,6 +281,7 @@ impl KubernetesConfig {
             reattach: None,
             delete_on_kill: false,
             retry: DEFAULT_RETRY,
+            handshake_timeout: handshake_scan::DEFAULT_HANDSHAKE_TIMEOUT,
             owner: None,
         }
     }
@@ -350,6 +356,14 @@ impl KubernetesConfig {
     #[must_use]
     pub fn reattach(mut self, name: impl Into<String>) -> Self {
         self.reattach = Some(name.into());
+        self
+    }
+
+    /// How long a started plugin container has to print its handshake line (default
+    /// 30 s); after that the start fails with [`KubeError::NoHandshake`].
+    #[must_use]
+    pub fn handshake_timeout(mut self, wait: Duration) -> Self {
+        self.handshake_timeout = wait;
         self
     }
 
@@ -457,6 +471,24 @@ pub enum KubeError {
         reason: String,
         /// Kubernetes' message (e.g. the admission rejection).
         message: String,
+    },
+    /// The pod's log holds no handshake line: only log lines until a bound was hit or
+    /// the container stopped.
+    #[error(
+        "plugin pod {pod} printed no handshake line ({lines} log lines read in {waited:?}{ended}; last: {last:?}); does the plugin call intercom::serve (or go-plugin's plugin.Serve), and does it start within KubernetesConfig::handshake_timeout?",
+        ended = if *.ended { ", then its log ended" } else { "" }
+    )]
+    NoHandshake {
+        /// The pod.
+        pod: String,
+        /// How long the log was read.
+        waited: Duration,
+        /// How many log lines came before giving up.
+        lines: usize,
+        /// The last of them.
+        last: Option<String>,
+        /// Whether the log ended (the container stopped).
+        ended: bool,
     },
     /// The handshake line in the pod's log is invalid.
     #[error("plugin pod {pod} printed an invalid handshake line")]

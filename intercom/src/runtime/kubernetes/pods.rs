@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::balancer::Balancer;
+use super::handshake_scan;
 use super::host_owner::{self, HostPod};
 use super::objects::{INSTANCE_LABEL, Injection, inject, owner_reference};
 use super::owners::{self, Owners};
@@ -117,6 +118,8 @@ struct Shared {
     client_name: String,
     image: String,
     require_digest: bool,
+    /// How long a started container has to print its handshake.
+    handshake_timeout: Duration,
     container: String,
     start: watch::Sender<Start>,
     stdout: Arc<tokio::sync::Mutex<Option<Writer>>>,
@@ -505,6 +508,7 @@ async fn connect_all(
         client_name: ctx.name.clone(),
         image,
         require_digest: config.require_image_digest,
+        handshake_timeout: config.handshake_timeout,
         container,
         start: start_tx,
         stdout: Arc::new(tokio::sync::Mutex::new(ctx.sync_stdout.take())),
@@ -899,34 +903,62 @@ async fn evaluate(
     });
 }
 
-/// Fails the start at once when a running, not-ready container's first line is not a
-/// handshake (a plugin built against another SDK, or one printing to stdout first).
+/// Fails the start early when a running, not-ready container prints an invalid
+/// handshake (a plugin built against another protocol version), or none within the
+/// handshake timeout (a plugin that never calls serve). Log lines before it are fine.
 async fn check_first_line(shared: Arc<Shared>, pod: String) {
-    // Give a starting plugin a moment to print its line.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let params = LogParams {
         container: Some(shared.container.clone()),
-        limit_bytes: Some(64 * 1024),
+        limit_bytes: Some(handshake_scan::MAX_BYTES_BEFORE_HANDSHAKE as i64),
         ..LogParams::default()
     };
-    let Ok(Ok(text)) = tokio::time::timeout(
-        Duration::from_secs(5),
-        shared.plugin.pods.logs(&pod, &params),
-    )
-    .await
-    else {
-        return;
-    };
-    let Some(line) = text.lines().find(|l| !l.trim_start().starts_with('{')) else {
-        return;
-    };
-    if let Err(source) =
-        Handshake::parse(line).and_then(|h| h.validate(&shared.host_versions, true))
-        && matches!(&*shared.start.borrow(), Start::Waiting(_))
-    {
-        let _ = shared
-            .start
-            .send(failed(KubeError::Handshake { pod, source }));
+    let started = tokio::time::Instant::now();
+    let mut last_text = String::new();
+    loop {
+        // Give a starting plugin a moment to print its line.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !matches!(&*shared.start.borrow(), Start::Waiting(_))
+            || shared.plugin.closed.is_cancelled()
+        {
+            return;
+        }
+        if let Ok(Ok(text)) = tokio::time::timeout(
+            Duration::from_secs(5),
+            shared.plugin.pods.logs(&pod, &params),
+        )
+        .await
+        {
+            if let Some(line) = handshake_scan::handshake_in(&text) {
+                if let Err(source) =
+                    Handshake::parse(line).and_then(|h| h.validate(&shared.host_versions, true))
+                {
+                    fail_waiting_start(&shared, KubeError::Handshake { pod, source });
+                }
+                return;
+            }
+            last_text = text;
+        }
+        if started.elapsed() >= shared.handshake_timeout {
+            let lines: Vec<&str> = last_text.lines().collect();
+            fail_waiting_start(
+                &shared,
+                KubeError::NoHandshake {
+                    pod,
+                    waited: started.elapsed(),
+                    lines: lines.len(),
+                    last: lines.last().map(|l| (*l).to_owned()),
+                    ended: false,
+                },
+            );
+            return;
+        }
+    }
+}
+
+/// Fails a start still waiting for its first replica.
+fn fail_waiting_start(shared: &Shared, err: KubeError) {
+    if matches!(&*shared.start.borrow(), Start::Waiting(_)) {
+        let _ = shared.start.send(failed(err));
     }
 }
 
@@ -966,21 +998,20 @@ async fn connect_pod(
             source,
         })?;
     let mut lines = super::log_lines::bounded_lines(stream);
-    let line = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next().await {
-            match line {
-                // Log lines a plugin wrote before its handshake are not the handshake.
-                Ok(l) if l.trim_start().starts_with('{') => continue,
-                Ok(l) => return Some(l),
-                Err(_) => return None,
-            }
-        }
-        None
+    let started = tokio::time::Instant::now();
+    let mut parser = crate::logs::StderrParser::default();
+    let line = handshake_scan::find_handshake(&mut lines, shared.handshake_timeout, |l| {
+        // What the plugin printed before its handshake is its log.
+        crate::logs::emit_with(&shared.client_name, Some(pod), &parser.parse(l));
     })
     .await
-    .ok()
-    .flatten()
-    .unwrap_or_default();
+    .map_err(|seen| KubeError::NoHandshake {
+        pod: pod.into(),
+        waited: started.elapsed(),
+        lines: seen.lines,
+        last: seen.last,
+        ended: seen.ended,
+    })?;
     let handshake = Handshake::parse(&line)
         .and_then(|h| h.validate(&shared.host_versions, true).map(|()| h))
         .map_err(|source| KubeError::Handshake {
