@@ -81,7 +81,7 @@ impl ReattachConfig {
     }
 }
 
-pub(crate) type Writer = Box<dyn AsyncWrite + Send + Unpin + 'static>;
+pub(crate) type Writer = Box<dyn AsyncWrite + Send + Sync + Unpin + 'static>;
 
 /// How to launch (or reattach to) a plugin and talk to it.
 #[non_exhaustive]
@@ -234,21 +234,21 @@ impl ClientConfig {
 
     /// Where the plugin's synced stdout goes.
     #[must_use]
-    pub fn sync_stdout(mut self, w: impl AsyncWrite + Send + Unpin + 'static) -> Self {
+    pub fn sync_stdout(mut self, w: impl AsyncWrite + Send + Sync + Unpin + 'static) -> Self {
         self.sync_stdout = Some(Box::new(w));
         self
     }
 
     /// Where the plugin's synced stderr goes.
     #[must_use]
-    pub fn sync_stderr(mut self, w: impl AsyncWrite + Send + Unpin + 'static) -> Self {
+    pub fn sync_stderr(mut self, w: impl AsyncWrite + Send + Sync + Unpin + 'static) -> Self {
         self.sync_stderr = Some(Box::new(w));
         self
     }
 
     /// Where a raw copy of the plugin's stderr goes.
     #[must_use]
-    pub fn stderr(mut self, w: impl AsyncWrite + Send + Unpin + 'static) -> Self {
+    pub fn stderr(mut self, w: impl AsyncWrite + Send + Sync + Unpin + 'static) -> Self {
         self.stderr = Some(Box::new(w));
         self
     }

@@ -270,3 +270,19 @@ async fn dropping_a_client_kills_its_plugin() {
         "pid {pid} outlived its Client"
     );
 }
+
+/// `start`, `client` and `kill` can run in a spawned task (their futures are `Send`):
+/// before, a `&ClientConfig` holding the non-`Sync` stdio writers was kept across an
+/// await, and `tokio::spawn(client.start())` did not compile.
+#[test]
+fn client_futures_are_send() {
+    fn send<T: Send>(_: T) {}
+    let client = Client::new(
+        ClientConfig::new(HANDSHAKE, host_plugins())
+            .sync_stdout(tokio::io::sink())
+            .sync_stderr(tokio::io::sink()),
+    );
+    send(client.start());
+    send(client.client());
+    send(client.kill());
+}

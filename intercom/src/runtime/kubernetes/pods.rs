@@ -159,6 +159,9 @@ impl Drop for Pinned {
     }
 }
 
+/// How long one Kubernetes API call of a start's clean-up or of `kill` may take.
+const API_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Creates the objects and connects to the first ready replica.
 pub(crate) async fn launch(
     config: &KubernetesConfig,
@@ -201,14 +204,16 @@ pub(crate) async fn launch(
     let ns = config.namespace.as_str();
     let deployments: Api<Deployment> = Api::namespaced(config.client.clone(), ns);
     let services: Api<Service> = Api::namespaced(config.client.clone(), ns);
-    let post = PostParams::default();
-    let created = with_retry(config.retry, || deployments.create(&post, &deployment))
+    let created = create_or_adopt(&deployments, &deployment, &instance, config.retry)
         .await
         .map_err(|source| KubeError::Api {
             step: format!("create the plugin Deployment in namespace {ns}"),
             source,
         })?;
     let deployment_name = created.metadata.name.clone().unwrap_or_default();
+    // Until the plugin handle owns it: a start cancelled from here on (the `client()`
+    // future dropped) deletes the Deployment, and the garbage collector the rest.
+    let cleanup = DeleteOnDrop::new(&deployments, &deployment_name);
     tracing::debug!(plugin = %ctx.name, deployment = %deployment_name, "plugin Deployment created");
     if service.metadata.name.is_none() {
         service.metadata.name = Some(deployment_name.clone());
@@ -220,13 +225,16 @@ pub(crate) async fn launch(
             .get_or_insert_with(Vec::new)
             .push(owner);
     }
-    let created_service = match with_retry(config.retry, || services.create(&post, &service)).await
+    let created_service = match create_or_adopt(&services, &service, &instance, config.retry).await
     {
         Ok(s) => s,
         Err(source) => {
-            let _ = deployments
-                .delete(&deployment_name, &DeleteParams::foreground())
-                .await;
+            let _ = tokio::time::timeout(
+                API_CALL_TIMEOUT,
+                deployments.delete(&deployment_name, &DeleteParams::foreground()),
+            )
+            .await;
+            cleanup.disarm();
             return Err(KubeError::Api {
                 step: format!("create the plugin Service in namespace {ns}"),
                 source,
@@ -251,6 +259,7 @@ pub(crate) async fn launch(
         instance,
         true,
     );
+    cleanup.disarm();
     connect_all(config, kube_plugin, ctx, image, plugin.name, plugin.port).await
 }
 
@@ -382,21 +391,30 @@ impl KubePlugin {
         if !self.delete_on_kill {
             return Ok(());
         }
-        match self
-            .deployments
-            .delete(&self.deployment, &DeleteParams::foreground())
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(std::io::Error::other(e)),
+        let foreground = DeleteParams::foreground();
+        let delete = self.deployments.delete(&self.deployment, &foreground);
+        match tokio::time::timeout(API_CALL_TIMEOUT, delete).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
+            Ok(Err(e)) => return Err(std::io::Error::other(e)),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the apiserver did not answer the delete of plugin Deployment {}/{} within {API_CALL_TIMEOUT:?}; it is left running (delete it, or reattach with delete_on_kill)",
+                        self.namespace, self.deployment
+                    ),
+                ));
+            }
         }
         // The Service is owned by the Deployment, but delete it now rather than wait for
         // the garbage collector.
-        let _ = self
-            .services
-            .delete(&self.service, &DeleteParams::background())
-            .await;
+        let _ = tokio::time::timeout(
+            API_CALL_TIMEOUT,
+            self.services
+                .delete(&self.service, &DeleteParams::background()),
+        )
+        .await;
         let gone = async {
             wait_gone(&self.deployments, &self.deployment).await;
             wait_gone(&self.services, &self.service).await;
@@ -443,7 +461,9 @@ impl Drop for KubePlugin {
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
-                    let _ = deployments.delete(&name, &DeleteParams::foreground()).await;
+                    let foreground = DeleteParams::foreground();
+                    let delete = deployments.delete(&name, &foreground);
+                    let _ = tokio::time::timeout(API_CALL_TIMEOUT, delete).await;
                 });
             }
             Err(_) => tracing::warn!(
@@ -1542,6 +1562,86 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect()
+}
+
+/// Creates `obj`, retrying as `retry` says. A conflict (409) on an object that carries
+/// this launch's instance label is an earlier attempt that succeeded though its answer
+/// was lost (a timeout): that object is ours and is adopted. Any other conflict is an
+/// error (the name belongs to something else).
+async fn create_or_adopt<K>(
+    api: &Api<K>,
+    obj: &K,
+    instance: &str,
+    retry: Retry,
+) -> Result<K, kube::Error>
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let post = PostParams::default();
+    with_retry(retry, || async {
+        match api.create(&post, obj).await {
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                match api.get_opt(&name).await? {
+                    Some(existing) if is_instance(&existing, instance) => {
+                        tracing::debug!(name, "adopted an object an earlier create attempt made");
+                        Ok(existing)
+                    }
+                    _ => Err(kube::Error::Api(status)),
+                }
+            }
+            other => other,
+        }
+    })
+    .await
+}
+
+fn is_instance<K: kube::Resource>(obj: &K, instance: &str) -> bool {
+    obj.meta()
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(INSTANCE_LABEL))
+        .is_some_and(|v| v == instance)
+}
+
+/// Deletes a just-created Deployment when dropped armed (a cancelled start).
+struct DeleteOnDrop {
+    armed: Option<(Api<Deployment>, String)>,
+}
+
+impl DeleteOnDrop {
+    fn new(api: &Api<Deployment>, name: &str) -> Self {
+        Self {
+            armed: Some((api.clone(), name.to_owned())),
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = None;
+    }
+}
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let Some((api, name)) = self.armed.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let _ = tokio::time::timeout(
+                        API_CALL_TIMEOUT,
+                        api.delete(&name, &DeleteParams::foreground()),
+                    )
+                    .await;
+                });
+            }
+            Err(_) => tracing::warn!(
+                deployment = %name,
+                "plugin start cancelled outside a tokio runtime; its Deployment is left running"
+            ),
+        }
+    }
 }
 
 async fn with_retry<T, F, Fut>(retry: Retry, mut op: F) -> Result<T, kube::Error>
