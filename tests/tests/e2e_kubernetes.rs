@@ -476,6 +476,13 @@ async fn e2e_least_privilege_rbac() {
         ));
         let mut kv = kv_client(&client).await;
         whoami(&mut kv).await.unwrap();
+        // The Role covers the host Lease too (its creation only warns when forbidden).
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(admin.clone(), &ns);
+        assert!(
+            leases.get_opt("rbac").await.unwrap().is_some(),
+            "no host Lease under the shipped Role"
+        );
         client.kill().await;
         assert_nothing_left(&admin, &ns).await;
         // Without it: a clear 403, nothing left behind.

@@ -184,11 +184,15 @@ pub async fn assert_nothing_left(client: &kube::Client, ns: &str) {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), ns);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let d = deployments.list(&lp).await.unwrap().items.len();
         let s = services.list(&lp).await.unwrap().items.len();
         let p = pods.list(&lp).await.unwrap().items.len();
+        // Host Leases go with their Deployment (owner reference, garbage collector).
+        let p = p + leases.list(&lp).await.unwrap().items.len();
         // And no container process of the namespace runs on envtest's kubelet.
         let processes: Vec<u32> = if on_external_cluster() {
             Vec::new()
@@ -205,7 +209,7 @@ pub async fn assert_nothing_left(client: &kube::Client, ns: &str) {
         }
         assert!(
             Instant::now() < deadline,
-            "left behind in {ns}: {d} deployments, {s} services, {p} pods, processes {processes:?}"
+            "left behind in {ns}: {d} deployments, {s} services, {p} pods and host Leases, processes {processes:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

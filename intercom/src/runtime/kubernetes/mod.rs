@@ -12,6 +12,17 @@
 //! plugin's labels is ignored (the host watches ReplicaSets for this; see
 //! `deploy/rbac.yaml`).
 //!
+//! **When the host dies without `kill`.** A host running in a pod of the plugin's
+//! namespace owns its plugins' Deployments, and the garbage collector removes them with
+//! the pod. Every host also keeps a Lease per launched plugin, renewed every third of
+//! [`KubernetesConfig::host_lease`] (default 30 s), and reads the namespace's Leases
+//! while it runs: a plugin whose Lease has gone unrenewed longer than its duration (its
+//! host was SIGKILLed, its machine lost) has its Deployment deleted by any live intercom
+//! host with plugins in the namespace. A namespace where no intercom host runs any more
+//! keeps such plugins until one does (or [`discover`] finds them and a reattach with
+//! [`delete_on_kill`](KubernetesConfig::delete_on_kill) removes them). Reattachable
+//! plugins get no Lease: they are meant to outlive their host.
+//!
 //! ```no_run
 //! # async fn f(kube: intercom::kube::Client, plugins: intercom::PluginSet) -> Result<(), intercom::ClientError> {
 //! use intercom::runtime::kubernetes::{KubernetesConfig, PluginWorkload};
@@ -32,6 +43,7 @@ mod balancer;
 mod discover;
 mod handshake_scan;
 mod host_owner;
+mod lease;
 mod log_lines;
 pub mod objects;
 mod owners;
@@ -237,6 +249,12 @@ pub struct KubernetesConfig {
     /// 30 s). Log lines it prints first (hclog JSON, plain text on stderr) are forwarded
     /// as logs.
     pub handshake_timeout: Duration,
+    /// How long the host's Lease of a launched plugin lasts without renewal (default
+    /// 30 s, at least 1 s). The host renews it every third of that; when the host dies
+    /// without `kill`, any other live intercom host with plugins in the namespace deletes
+    /// the plugin's Deployment once the Lease has gone unrenewed that long. Reattachable
+    /// plugins get no Lease (they are meant to outlive their host).
+    pub host_lease: Duration,
     /// Owner of the plugin's Deployment, so the garbage collector removes the plugin with
     /// it. Default: the host's own pod when it runs in one (downward-API env `POD_NAME` and
     /// `POD_NAMESPACE`) and that pod is in [`namespace`](Self::namespace); a host pod in
@@ -282,6 +300,7 @@ impl KubernetesConfig {
             delete_on_kill: false,
             retry: DEFAULT_RETRY,
             handshake_timeout: handshake_scan::DEFAULT_HANDSHAKE_TIMEOUT,
+            host_lease: lease::DEFAULT_HOST_LEASE,
             owner: None,
         }
     }
@@ -364,6 +383,14 @@ impl KubernetesConfig {
     #[must_use]
     pub fn handshake_timeout(mut self, wait: Duration) -> Self {
         self.handshake_timeout = wait;
+        self
+    }
+
+    /// How long the host's Lease of the plugin lasts without renewal (see
+    /// [`host_lease`](Self#structfield.host_lease)); shorter values are raised to 1 s.
+    #[must_use]
+    pub fn host_lease(mut self, duration: Duration) -> Self {
+        self.host_lease = duration.max(Duration::from_secs(1));
         self
     }
 

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::balancer::Balancer;
 use super::handshake_scan;
 use super::host_owner::{self, HostPod};
+use super::lease;
 use super::objects::{INSTANCE_LABEL, Injection, inject, owner_reference};
 use super::owners::{self, Owners};
 use super::validate::{validate_deployment, validate_service};
@@ -66,6 +67,8 @@ pub(crate) struct KubePlugin {
     closed: CancellationToken,
     delete_on_kill: bool,
     watcher: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Renews the host Lease and reaps the namespace's abandoned plugins.
+    keeper: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for KubePlugin {
@@ -244,6 +247,18 @@ pub(crate) async fn launch(
     if config.network_policy {
         create_network_policy(config, &deployment_name, &created, plugin.port).await;
     }
+    let own_lease = if config.reattachable {
+        None
+    } else {
+        let leases = Api::namespaced(config.client.clone(), ns);
+        match lease::create(&leases, &created, &instance, config.host_lease).await {
+            Ok(()) => Some(deployment_name.clone()),
+            Err(e) => {
+                tracing::warn!(deployment = %deployment_name, error = &e as &dyn std::error::Error, "failed to create the host Lease: if this host dies without kill, nothing removes the plugin (RBAC: see deploy/rbac.yaml)");
+                None
+            }
+        }
+    };
     if config.reattachable
         && let Some(identity) = &ctx.identity
     {
@@ -260,6 +275,7 @@ pub(crate) async fn launch(
         true,
     );
     cleanup.disarm();
+    kube_plugin.keep_lease(config, own_lease);
     connect_all(config, kube_plugin, ctx, image, plugin.name, plugin.port).await
 }
 
@@ -311,6 +327,15 @@ pub(crate) async fn reattach(
         instance,
         config.delete_on_kill,
     );
+    // A plugin launched with a host Lease: this host renews it too from now on, so the
+    // plugin is not reaped when the host that launched it goes.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(config.client.clone(), ns);
+    let own_lease = match tokio::time::timeout(API_CALL_TIMEOUT, leases.get_opt(name)).await {
+        Ok(Ok(Some(_))) => Some(name.to_owned()),
+        _ => None,
+    };
+    kube_plugin.keep_lease(config, own_lease);
     connect_all(config, kube_plugin, ctx, image, plugin.name, plugin.port).await
 }
 
@@ -342,6 +367,7 @@ impl KubePlugin {
             closed: CancellationToken::new(),
             delete_on_kill,
             watcher: Mutex::new(None),
+            keeper: Mutex::new(None),
         })
     }
 
@@ -354,6 +380,26 @@ impl KubePlugin {
             self.balancer.remove(pod);
             self.group.remove(pod);
             tracing::debug!(deployment = %self.deployment, pod, "replica left");
+        }
+    }
+
+    /// Starts renewing `own` Lease (if any) and reaping the namespace's abandoned plugins.
+    fn keep_lease(&self, config: &KubernetesConfig, own: Option<String>) {
+        let leases = Api::namespaced(config.client.clone(), &self.namespace);
+        let task = tokio::spawn(lease::keep(
+            leases,
+            self.deployments.clone(),
+            own,
+            config.host_lease.max(Duration::from_secs(1)),
+        ));
+        *lock(&self.keeper) = Some(task.abort_handle());
+    }
+
+    fn stop_tasks(&self) {
+        for task in [&self.watcher, &self.keeper] {
+            if let Some(t) = lock(task).take() {
+                t.abort();
+            }
         }
     }
 
@@ -382,9 +428,7 @@ impl KubePlugin {
                     .await;
         });
         futures::future::join_all(shutdowns).await;
-        if let Some(w) = lock(&self.watcher).take() {
-            w.abort();
-        }
+        self.stop_tasks();
         lock(&self.legs).clear();
         self.broker.close();
         self.mark_exited();
@@ -448,9 +492,7 @@ impl KubePlugin {
 
 impl Drop for KubePlugin {
     fn drop(&mut self) {
-        if let Some(w) = lock(&self.watcher).take() {
-            w.abort();
-        }
+        self.stop_tasks();
         if self.closed.is_cancelled() || !self.delete_on_kill {
             return;
         }
