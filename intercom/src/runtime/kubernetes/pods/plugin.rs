@@ -1,0 +1,216 @@
+//! The plugin handle: graceful shutdown of every replica, then deletion.
+
+use super::*;
+
+impl KubePlugin {
+    /// `deployment`: its name and UID.
+    pub(super) fn new(
+        config: &KubernetesConfig,
+        (deployment, deployment_uid): (String, String),
+        service: String,
+        instance: String,
+        delete_on_kill: bool,
+    ) -> Arc<Self> {
+        let ns = config.namespace.as_str();
+        let (broker, group) = GrpcBroker::group();
+        Arc::new(KubePlugin {
+            deployments: Api::namespaced(config.client.clone(), ns),
+            services: Api::namespaced(config.client.clone(), ns),
+            pods: Api::namespaced(config.client.clone(), ns),
+            namespace: ns.into(),
+            deployment,
+            service,
+            instance,
+            owners: Owners::new(deployment_uid),
+            balancer: Arc::new(Balancer::default()),
+            group,
+            broker,
+            legs: Mutex::new(HashMap::new()),
+            exited: watch::channel(false).0,
+            closed: CancellationToken::new(),
+            delete_on_kill,
+            watcher: Mutex::new(None),
+            keeper: Mutex::new(None),
+        })
+    }
+
+    pub(super) fn selector(&self) -> String {
+        format!("{INSTANCE_LABEL}={}", self.instance)
+    }
+
+    pub(super) fn remove_leg(&self, pod: &str) {
+        if lock(&self.legs).remove(pod).is_some() {
+            self.balancer.remove(pod);
+            self.group.remove(pod);
+            tracing::debug!(deployment = %self.deployment, pod, "replica left");
+        }
+    }
+
+    /// Starts renewing `own` Lease (if any) and reaping the namespace's abandoned plugins.
+    pub(super) fn keep_lease(&self, config: &KubernetesConfig, own: Option<String>) {
+        let leases = Api::namespaced(config.client.clone(), &self.namespace);
+        let task = tokio::spawn(lease::keep(
+            leases,
+            self.deployments.clone(),
+            own,
+            config.host_lease.max(Duration::from_secs(1)),
+        ));
+        *lock(&self.keeper) = Some(task.abort_handle());
+    }
+
+    pub(super) fn stop_tasks(&self) {
+        for task in [&self.watcher, &self.keeper] {
+            if let Some(t) = lock(task).take() {
+                t.abort();
+            }
+        }
+    }
+
+    pub(super) fn mark_exited(&self) {
+        self.balancer.close();
+        let _ = self.exited.send(true);
+    }
+
+    /// Graceful shutdown of each replica, then (unless only reattached) delete the
+    /// Deployment in the foreground and wait until its pods and the Service are gone.
+    pub(super) async fn shutdown_and_delete(&self) -> std::io::Result<()> {
+        if self.closed.is_cancelled() {
+            return Ok(());
+        }
+        self.closed.cancel();
+        let channels = if self.delete_on_kill {
+            self.balancer.channels()
+        } else {
+            // Only disconnecting (a reattached client): leave the plugin running.
+            Vec::new()
+        };
+        let shutdowns = channels.into_iter().map(|(_, ch)| async move {
+            let mut ctl = crate::proto::grpc_controller_client::GrpcControllerClient::new(ch);
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), ctl.shutdown(crate::proto::Empty {}))
+                    .await;
+        });
+        futures::future::join_all(shutdowns).await;
+        self.stop_tasks();
+        lock(&self.legs).clear();
+        self.broker.close();
+        self.mark_exited();
+        if !self.delete_on_kill {
+            return Ok(());
+        }
+        let foreground = DeleteParams::foreground();
+        let delete = self.deployments.delete(&self.deployment, &foreground);
+        match tokio::time::timeout(API_CALL_TIMEOUT, delete).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
+            Ok(Err(e)) => return Err(std::io::Error::other(e)),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the apiserver did not answer the delete of plugin Deployment {}/{} within {API_CALL_TIMEOUT:?}; it is left running (delete it, or reattach with delete_on_kill)",
+                        self.namespace, self.deployment
+                    ),
+                ));
+            }
+        }
+        // The Service is owned by the Deployment, but delete it now rather than wait for
+        // the garbage collector.
+        let _ = tokio::time::timeout(
+            API_CALL_TIMEOUT,
+            self.services
+                .delete(&self.service, &DeleteParams::background()),
+        )
+        .await;
+        let gone = async {
+            wait_gone(&self.deployments, &self.deployment).await;
+            wait_gone(&self.services, &self.service).await;
+            let lp = ListParams::default().labels(&self.selector());
+            loop {
+                match self.pods.list(&lp).await {
+                    // Only its own pods: others may carry its labels.
+                    Ok(list) if !list.items.iter().any(|p| self.owners.trusts(p)) => break,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+                let stream = watcher(
+                    self.pods.clone(),
+                    watcher::Config::default()
+                        .labels(&self.selector())
+                        .timeout(5),
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.boxed().next()).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(120), gone)
+            .await
+            .map_err(|_| {
+                std::io::Error::other(format!(
+                    "plugin Deployment {} was not gone within 120 s",
+                    self.deployment
+                ))
+            })
+    }
+}
+
+impl Drop for KubePlugin {
+    fn drop(&mut self) {
+        self.stop_tasks();
+        if self.closed.is_cancelled() || !self.delete_on_kill {
+            return;
+        }
+        // Dropped without kill(): best effort, delete in the background if a runtime is
+        // there to do it (the garbage collector removes the Service and pods).
+        let deployments = self.deployments.clone();
+        let name = self.deployment.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let foreground = DeleteParams::foreground();
+                    let delete = deployments.delete(&name, &foreground);
+                    let _ = tokio::time::timeout(API_CALL_TIMEOUT, delete).await;
+                });
+            }
+            Err(_) => tracing::warn!(
+                deployment = %self.deployment,
+                namespace = %self.namespace,
+                "plugin client dropped outside a tokio runtime; its Deployment is left running"
+            ),
+        }
+    }
+}
+
+pub(super) async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let cond = kube::runtime::wait::await_condition(api.clone(), name, |o: Option<&K>| o.is_none());
+    let _ = cond.await;
+}
+
+impl PluginHandle for Arc<KubePlugin> {
+    fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.deployment)
+    }
+
+    fn wait(&self) -> futures::future::BoxFuture<'static, ExitInfo> {
+        let mut rx = self.exited.subscribe();
+        async move {
+            let _ = rx.wait_for(|e| *e).await;
+            ExitInfo::default()
+        }
+        .boxed()
+    }
+
+    fn exited(&self) -> bool {
+        *self.exited.borrow()
+    }
+
+    fn kill(&self) -> futures::future::BoxFuture<'_, std::io::Result<()>> {
+        self.shutdown_and_delete().boxed()
+    }
+
+    fn graceful_by_client(&self) -> bool {
+        false
+    }
+}
