@@ -698,19 +698,16 @@ fn decode_cert(cert: &str) -> Result<Vec<u8>, HandshakeError> {
             cert: snippet(cert),
             source: Box::new(e),
         })?;
-    match x509_parser::parse_x509_certificate(&der) {
-        Ok(([], _)) => Ok(der),
-        Ok((rest, _)) => Err(HandshakeError::CertificateNotDer {
-            cert: snippet(cert),
-            source: format!(
-                "{} bytes of trailing data after the certificate",
-                rest.len()
-            )
-            .into(),
-        }),
+    // rustls' own parser (webpki), the one that later checks the certificate in the TLS
+    // handshake; it rejects trailing data after the certificate.
+    let parsed =
+        webpki::EndEntityCert::try_from(&rustls::pki_types::CertificateDer::from(der.as_slice()))
+            .map(drop);
+    match parsed {
+        Ok(()) => Ok(der),
         Err(e) => Err(HandshakeError::CertificateNotDer {
             cert: snippet(cert),
-            source: Box::new(x509_parser::error::X509Error::from(e)),
+            source: Box::new(e),
         }),
     }
 }

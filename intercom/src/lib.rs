@@ -8,6 +8,14 @@
 )]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+// Plugins run in process groups, listen on unix sockets and die with their host through
+// Unix signals: there is no Windows implementation to fall back to.
+#[cfg(not(unix))]
+compile_error!(
+    "intercom is Unix only: plugins run in process groups and listen on unix sockets \
+     (see the README's \"Platforms, MSRV and license\" section)"
+);
+
 pub mod handshake;
 pub mod include;
 pub mod logs;
