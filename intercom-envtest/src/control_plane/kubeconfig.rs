@@ -1,7 +1,11 @@
-//! Self-contained kubeconfig files (certificates embedded as base64 PEM).
+//! Self-contained kubeconfig files (certificates embedded as base64 PEM), built with
+//! kube's own [`Kubeconfig`] type.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use kube::config::{
+    AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext,
+};
 
 use super::pki::IssuedCert;
 
@@ -9,34 +13,50 @@ use super::pki::IssuedCert;
 pub(super) const CONTEXT: &str = "intercom-envtest";
 
 /// A kubeconfig for `server` that trusts `ca_pem` and authenticates with `client`.
+pub(super) fn config(server: &str, ca_pem: &str, user: &str, client: &IssuedCert) -> Kubeconfig {
+    Kubeconfig {
+        clusters: vec![NamedCluster {
+            name: CONTEXT.to_owned(),
+            cluster: Some(Cluster {
+                server: Some(server.to_owned()),
+                certificate_authority_data: Some(STANDARD.encode(ca_pem)),
+                ..Cluster::default()
+            }),
+            ..NamedCluster::default()
+        }],
+        auth_infos: vec![NamedAuthInfo {
+            name: user.to_owned(),
+            auth_info: Some(AuthInfo {
+                client_certificate_data: Some(STANDARD.encode(&client.cert_pem)),
+                client_key_data: Some(STANDARD.encode(&client.key_pem).into()),
+                ..AuthInfo::default()
+            }),
+            ..NamedAuthInfo::default()
+        }],
+        contexts: vec![NamedContext {
+            name: CONTEXT.to_owned(),
+            context: Some(Context {
+                cluster: CONTEXT.to_owned(),
+                user: Some(user.to_owned()),
+                namespace: Some("default".to_owned()),
+                ..Context::default()
+            }),
+            ..NamedContext::default()
+        }],
+        current_context: Some(CONTEXT.to_owned()),
+        kind: Some("Config".to_owned()),
+        api_version: Some("v1".to_owned()),
+        ..Kubeconfig::default()
+    }
+}
+
+/// [`config`] as the text of a kubeconfig file: JSON, which is YAML, so kube-apiserver's
+/// and kube-controller-manager's client-go loader read it as they read any kubeconfig.
 pub(super) fn render(server: &str, ca_pem: &str, user: &str, client: &IssuedCert) -> String {
-    let ca = STANDARD.encode(ca_pem);
-    let cert = STANDARD.encode(&client.cert_pem);
-    let key = STANDARD.encode(&client.key_pem);
-    // Every interpolated value is a URL, base64 or a fixed name: nothing needs YAML quoting
-    // except `user`, which is quoted.
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: {CONTEXT}
-  cluster:
-    server: {server}
-    certificate-authority-data: {ca}
-users:
-- name: \"{user}\"
-  user:
-    client-certificate-data: {cert}
-    client-key-data: {key}
-contexts:
-- name: {CONTEXT}
-  context:
-    cluster: {CONTEXT}
-    user: \"{user}\"
-    namespace: default
-current-context: {CONTEXT}
-"
-    )
+    serde_json::to_string_pretty(&config(server, ca_pem, user, client))
+        // Invariant: a Kubeconfig is strings, options, vectors and string-keyed maps,
+        // which serde_json always serializes.
+        .expect("a Kubeconfig always serializes to JSON")
 }
 
 #[cfg(test)]
