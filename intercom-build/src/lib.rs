@@ -65,6 +65,11 @@ mod emit;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// tonic's protobuf code generator, which [`Builder::tonic`] configures; re-exported so a
+/// build script needs no direct dependency to name its builder.
+pub use tonic_prost_build;
 
 use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{FileDescriptorProto, FileDescriptorSet};
@@ -161,6 +166,7 @@ pub fn configure() -> Builder {
         handshake: None,
         plugins: Vec::new(),
         callbacks: Vec::new(),
+        tonic: Vec::new(),
     }
 }
 
@@ -187,6 +193,20 @@ pub struct Builder {
     plugins: Vec<(String, String)>,
     /// `(fully qualified field, fully qualified service)`, in call order.
     callbacks: Vec<(String, String)>,
+    /// [`Builder::tonic`] hooks, applied in call order.
+    tonic: Vec<TonicHook>,
+}
+
+/// One [`Builder::tonic`] closure.
+#[derive(Clone)]
+struct TonicHook(
+    Arc<dyn Fn(tonic_prost_build::Builder) -> tonic_prost_build::Builder + Send + Sync>,
+);
+
+impl fmt::Debug for TonicHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TonicHook(..)")
+    }
 }
 
 impl Builder {
@@ -235,6 +255,39 @@ impl Builder {
         self
     }
 
+    /// Passes options through to tonic-prost-build: `configure` receives its
+    /// [`Builder`](tonic_prost_build::Builder) and returns it configured. Several calls
+    /// apply in order.
+    ///
+    /// intercom-build sets `build_server`, `build_client` and `out_dir` afterwards, from
+    /// [`build_server`](Self::build_server), [`build_client`](Self::build_client) and
+    /// [`out_dir`](Self::out_dir), since the glue depends on them.
+    ///
+    /// For example, tonic's default stubs: every RPC of the generated server trait gets a
+    /// default body returning `Unimplemented`, so a plugin for a large protocol
+    /// implements only the RPCs it serves:
+    ///
+    /// ```no_run
+    /// // build.rs
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     intercom_build::configure()
+    ///         .tonic(|tonic| tonic.generate_default_stubs(true))
+    ///         .plugin("provider", "tfplugin6.Provider")
+    ///         .compile(&["proto/tfplugin6.proto"], &["proto"])?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn tonic(
+        mut self,
+        configure: impl Fn(tonic_prost_build::Builder) -> tonic_prost_build::Builder
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.tonic.push(TonicHook(Arc::new(configure)));
+        self
+    }
+
     /// Compiles the protos and writes one Rust file per proto package (tonic's
     /// `<package>.rs`), plus `<package>.intercom.rs` for each package with a plugin or
     /// callback.
@@ -276,7 +329,11 @@ impl Builder {
                     ))
                 })?,
         };
-        tonic_prost_build::configure()
+        let tonic = self
+            .tonic
+            .iter()
+            .fold(tonic_prost_build::configure(), |b, hook| (hook.0)(b));
+        tonic
             .build_server(self.build_server)
             .build_client(self.build_client)
             .out_dir(&out_dir)

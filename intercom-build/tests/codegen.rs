@@ -67,6 +67,27 @@ fn output_is_deterministic() {
 }
 
 #[test]
+fn tonic_options_pass_through_to_tonic_prost_build() {
+    let stub = "Status::unimplemented(\"Not yet implemented\")";
+    let tonic_code = |builder: Builder| {
+        let out = generate(builder.plugin("kv_grpc", "proto.KV"), "kv.proto").unwrap();
+        std::fs::read_to_string(out.path().join("proto.rs")).unwrap()
+    };
+    let plain = tonic_code(intercom_build::configure());
+    assert!(!plain.contains(stub), "no default stubs unless asked for");
+    let stubbed = tonic_code(
+        intercom_build::configure()
+            // intercom-build's own out_dir wins: the glue must land beside tonic's code.
+            .tonic(|b| b.out_dir("/nonexistent/intercom-build-test"))
+            .tonic(|b| b.generate_default_stubs(true)),
+    );
+    assert!(
+        stubbed.contains(stub),
+        "every RPC of the server trait gets a default Unimplemented body:\n{stubbed}"
+    );
+}
+
+#[test]
 fn without_plugins_only_tonic_code_is_written() {
     let out = generate(intercom_build::configure(), "kv.proto").unwrap();
     assert!(out.path().join("proto.rs").is_file());
