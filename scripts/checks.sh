@@ -52,10 +52,10 @@ check cargo package --locked --allow-dirty -p intercom-envtest --features k8s-op
 msrv="$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)"
 if command -v rustup >/dev/null 2>&1; then
     check rustup toolchain install "$msrv" --profile minimal
-    # greeter turns on intercom's `kubernetes` feature and selects k8s-openapi's version,
+    # greeter's `kubernetes` feature turns on intercom's and selects k8s-openapi's version,
     # so the published crates are checked with all their features.
     check cargo "+$msrv" check --locked -p intercom -p intercom-macros -p intercom-build \
-        -p intercom-envtest -p greeter
+        -p intercom-envtest -p greeter --features greeter/kubernetes
 else
     step "no rustup: cannot install Rust $msrv, skipping the MSRV check"
 fi

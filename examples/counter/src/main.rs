@@ -9,8 +9,9 @@
 //! host: plugin asked for 3 + 3
 //! hits = 6
 //! $ cargo run -p counter -- apples 5 2   # key, first increment, number of puts
-//! $ cargo run -p counter -- --kubernetes # the plugin as a Deployment (envtest); the
-//!                                        # callbacks cross the pod boundary
+//! $ cargo run -p counter --features kubernetes -- --kubernetes
+//!                      # the plugin as a Deployment (envtest); the callbacks cross the
+//!                      # pod boundary (only this feature compiles kube and envtest)
 //! ```
 //!
 //! The host passes an `Arc<dyn AddHelper>` to [`Counter::put`]; the plugin cannot add by
@@ -164,6 +165,7 @@ async fn host(args: &[String]) -> Result<(), Box<dyn Error>> {
 }
 
 /// The image the test cluster maps to this executable (`--kubernetes`).
+#[cfg(feature = "kubernetes")]
 const IMAGE: &str = "intercom.examples/counter:1";
 
 /// The host; with `kubernetes`, the plugin runs as a Deployment on a local test cluster
@@ -191,21 +193,11 @@ async fn host_with(args: &[String], kubernetes: bool) -> Result<(), Box<dyn Erro
     )
     .name("counter");
     // Kept alive until the plugin is gone.
-    let mut cluster = None;
+    let mut cluster: Option<Box<dyn std::any::Any>> = None;
     let config = if kubernetes {
-        use intercom::runtime::kubernetes::{ConnectMode, KubernetesConfig, PluginWorkload};
-        let env = intercom_envtest::Env::builder()
-            .image(IMAGE, exe)
-            .start()
-            .await?;
-        let kube = KubernetesConfig::new(
-            intercom::runtime::kubernetes::low_latency_client(env.control_plane().kube_config())?,
-            "default",
-        )
-        .workload("counter", &PluginWorkload::new(IMAGE).arg(PLUGIN_ARG))
-        .connect(ConnectMode::PortForward);
+        let (config, env) = on_kubernetes(config, exe).await?;
         cluster = Some(env);
-        config.kubernetes(kube)
+        config
     } else {
         config.launcher(ProcessLauncher::new(exe).arg(PLUGIN_ARG))
     };
@@ -215,6 +207,41 @@ async fn host_with(args: &[String], kubernetes: bool) -> Result<(), Box<dyn Erro
     drop(cluster);
     result
 }
+
+/// `config` with the plugin as a Deployment on a fresh local test cluster, and the
+/// cluster (to keep alive until the plugin is gone).
+#[cfg(feature = "kubernetes")]
+async fn on_kubernetes(
+    config: ClientConfig,
+    exe: std::path::PathBuf,
+) -> Result<(ClientConfig, Box<dyn std::any::Any>), Box<dyn Error>> {
+    use intercom::runtime::kubernetes::{ConnectMode, KubernetesConfig, PluginWorkload};
+    let env = intercom_envtest::Env::builder()
+        .image(IMAGE, exe)
+        .start()
+        .await?;
+    let kube = KubernetesConfig::new(
+        intercom::runtime::kubernetes::low_latency_client(env.control_plane().kube_config())?,
+        "default",
+    )
+    .workload("counter", &PluginWorkload::new(IMAGE).arg(PLUGIN_ARG))
+    .connect(ConnectMode::PortForward);
+    Ok((config.kubernetes(kube), Box::new(env)))
+}
+
+/// Without the `kubernetes` feature, `--kubernetes` says how to get it.
+#[cfg(not(feature = "kubernetes"))]
+async fn on_kubernetes(
+    _config: ClientConfig,
+    _exe: std::path::PathBuf,
+) -> Result<(ClientConfig, Box<dyn std::any::Any>), Box<dyn Error>> {
+    Err(KUBERNETES_OFF.into())
+}
+
+/// The error of `--kubernetes` in a build without the `kubernetes` feature.
+#[cfg(not(feature = "kubernetes"))]
+const KUBERNETES_OFF: &str = "this build has no Kubernetes runtime; run `cargo run -p counter \
+     --features kubernetes -- --kubernetes`";
 
 /// Puts and reads back through the generated client.
 async fn count(client: &Client, key: &str, first: i64, puts: u32) -> Result<(), Box<dyn Error>> {

@@ -27,6 +27,8 @@ fn callback_errors_reach_the_host() {
     assert!(stderr.contains("overflows"), "{stderr}");
 }
 
+// Run by scripts/test.sh, which turns the feature on.
+#[cfg(feature = "kubernetes")]
 #[test]
 fn callbacks_cross_the_pod_boundary_on_kubernetes() {
     // A local control plane (intercom-envtest); the plugin runs as a Deployment and calls

@@ -6,10 +6,11 @@
 //! $ cargo run -p greeter -- Ferris
 //! Hello, Ferris! (from plugin pid 1235)
 //! $ cargo run -p greeter -- --proto      # the .proto text of the generated service
-//! $ cargo run -p greeter -- --kubernetes Ferris   # the plugin as a Deployment (envtest)
+//! $ cargo run -p greeter --features kubernetes -- --kubernetes Ferris   # as a Deployment (envtest)
 //! ```
 //!
-//! `--kubernetes` starts a local test cluster (intercom-envtest: real etcd, kube-apiserver
+//! `--kubernetes` (in a build with the `kubernetes` feature, which alone compiles kube and
+//! intercom-envtest) starts a local test cluster (intercom-envtest: real etcd, kube-apiserver
 //! and kube-controller-manager, and a kubelet that runs pods as local processes; build its
 //! binaries once with `intercom-envtest/build-control-plane.sh`), runs the plugin as a
 //! Deployment + Service whose image maps to this executable, and greets through a
@@ -134,9 +135,11 @@ async fn host(name: Option<String>) -> Result<(), Box<dyn Error>> {
 }
 
 /// The image the test cluster maps to this executable.
+#[cfg(feature = "kubernetes")]
 const IMAGE: &str = "intercom.examples/greeter:1";
 
 /// `greeter --kubernetes [NAME]`: the same, with the plugin running as a Deployment.
+#[cfg(feature = "kubernetes")]
 async fn kubernetes_host(name: Option<String>) -> Result<(), Box<dyn Error>> {
     use intercom::runtime::kubernetes::{
         ConnectMode, KubernetesConfig, PluginWorkload, low_latency_client,
@@ -167,6 +170,16 @@ async fn kubernetes_host(name: Option<String>) -> Result<(), Box<dyn Error>> {
     let message = result?;
     writeln!(std::io::stdout().lock(), "{message}")?;
     Ok(())
+}
+
+/// Without the `kubernetes` feature, `--kubernetes` says how to get it.
+#[cfg(not(feature = "kubernetes"))]
+async fn kubernetes_host(_name: Option<String>) -> Result<(), Box<dyn Error>> {
+    Err(
+        "this build has no Kubernetes runtime; run `cargo run -p greeter --features \
+         kubernetes -- --kubernetes`"
+            .into(),
+    )
 }
 
 /// Launches the plugin and calls it through the generated client.

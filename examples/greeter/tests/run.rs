@@ -49,6 +49,16 @@ fn prints_the_proto() {
     );
 }
 
+#[cfg(not(feature = "kubernetes"))]
+#[test]
+fn kubernetes_says_which_feature_it_needs() {
+    let (ok, _, stderr) = run(&["--kubernetes", "Ferris"]);
+    assert!(!ok);
+    assert!(stderr.contains("--features kubernetes"), "{stderr}");
+}
+
+// Run by scripts/test.sh, which turns the feature on.
+#[cfg(feature = "kubernetes")]
 #[test]
 fn greets_through_a_plugin_running_on_kubernetes() {
     // A local control plane (intercom-envtest); the plugin runs as a Deployment.
