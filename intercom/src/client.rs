@@ -3,7 +3,7 @@
 
 use crate::sync::lock;
 use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -17,17 +17,20 @@ use crate::broker::{self, GrpcBroker, Mode, MuxSlot, Session, Side};
 use crate::handshake::{Handshake, HandshakeConfig, HandshakeError, Network, format_versions};
 use crate::mux::{Mux, Role};
 use crate::plugin::{BoxError, PluginSet};
+use crate::plugin_exit::PluginExit;
 use crate::reattach_pid::{self, ProcessIdentity};
 use crate::runtime::{ExitInfo, LaunchError, Launcher, PluginHandle};
 use crate::serve::env as serve_env;
+use crate::stderr_tail::StderrTail;
 use crate::transport::{self, Io, ListenConfig, TlsPair};
 
 /// Default for [`ClientConfig::start_timeout`] (go-plugin's).
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default for [`ClientConfig::kill_timeout`]: how long a graceful shutdown may take.
 pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(2);
-/// How many of the plugin's last stderr lines an error carries.
-const STDERR_TAIL: usize = 20;
+/// How long, after the plugin process ended, the host waits for the rest of its stderr
+/// before recording the exit for the calls' errors.
+const EXIT_STDERR_GRACE: Duration = Duration::from_millis(200);
 
 /// Whether brokered connections ride the one host→plugin connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -651,12 +654,14 @@ impl Client {
         let guard = KillGuard(Some(handle.clone()));
 
         let mut tasks = tokio::task::JoinSet::new();
-        let tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        let tail = Arc::new(Mutex::new(StderrTail::default()));
+        let stderr_done = tokio_util::sync::CancellationToken::new();
         tasks.spawn(pump_stderr(
             launched.stderr,
             name.clone(),
             tail.clone(),
             config.stderr.take(),
+            stderr_done.clone(),
         ));
         {
             let exited = self.inner.exited.clone();
@@ -668,9 +673,7 @@ impl Client {
                 tracing::debug!(plugin = %name, %status, "plugin exited");
             });
         }
-        let stderr_tail = |tail: &Arc<Mutex<VecDeque<String>>>| -> String {
-            lock(tail).iter().cloned().collect::<Vec<_>>().join("\n")
-        };
+        let stderr_tail = |tail: &Arc<Mutex<StderrTail>>| -> String { lock(tail).render() };
 
         let mut stdout = BufReader::new(launched.stdout);
         // Bytes, not a String: a non-UTF-8 line is a bad handshake, not a closed stdout.
@@ -774,11 +777,22 @@ impl Client {
         let protocol = ClientProtocol::new(name.clone(), conn, plugins, &mut tasks, config);
         {
             // When the process is gone, fail what is in flight at once instead of waiting
-            // for the transport to notice.
+            // for the transport to notice, and tell the calls how it ended.
             let wait = handle.wait();
             let protocol = protocol.clone();
+            let name = name.clone();
+            protocol.conn.broker.exit_watch().arm();
             tasks.spawn(async move {
-                wait.await;
+                let status = wait.await;
+                // Its last words: stderr reaches EOF as the process ends (unless something
+                // it started keeps the pipe open).
+                let _ = tokio::time::timeout(EXIT_STDERR_GRACE, stderr_done.cancelled()).await;
+                let stderr = lock(&tail).render();
+                protocol.conn.broker.exit_watch().record(PluginExit {
+                    name,
+                    status,
+                    stderr,
+                });
                 protocol.close();
             });
         }
@@ -1326,9 +1340,11 @@ pub(crate) async fn connect(
 async fn pump_stderr(
     stderr: crate::runtime::Output,
     name: String,
-    tail: Arc<Mutex<VecDeque<String>>>,
+    tail: Arc<Mutex<StderrTail>>,
     mut copy: Option<Writer>,
+    done: tokio_util::sync::CancellationToken,
 ) {
+    let _done = done.drop_guard();
     let mut reader = BufReader::with_capacity(crate::logs::MAX_LOG_LINE, stderr);
     let mut parser = crate::logs::StderrParser::default();
     let mut buf = Vec::new();
@@ -1348,13 +1364,7 @@ async fn pump_stderr(
         }
         let line = String::from_utf8_lossy(&buf);
         let line = line.trim_end_matches(['\n', '\r']);
-        {
-            let mut t = lock(&tail);
-            if t.len() == STDERR_TAIL {
-                t.pop_front();
-            }
-            t.push_back(line.to_string());
-        }
+        lock(&tail).push(line);
         let record = parser.parse(line);
         crate::logs::emit(&name, &record);
     }

@@ -148,6 +148,10 @@ pub trait Echo: Send + Sync + 'static {
 
     /// Fails with the custom error type when `fail` is set.
     async fn fallible(&self, fail: bool) -> Result<u32, EchoError>;
+
+    /// Logs an error line, then ends the plugin process with `code` in the middle of the
+    /// call (never returns).
+    async fn exit(&self, code: i32) -> Result<(), Status>;
 }
 
 /// A callback that receives a callback.
@@ -393,5 +397,10 @@ impl Echo for EchoImpl {
         } else {
             Ok(7)
         }
+    }
+
+    async fn exit(&self, code: i32) -> Result<(), Status> {
+        tracing::error!(code, "the plugin gives up");
+        std::process::exit(code)
     }
 }

@@ -122,6 +122,39 @@ async fn exit_before_handshake_carries_status_and_stderr() {
     assert!(err.to_string().contains("configuration file is missing"));
 }
 
+/// A panic with `RUST_BACKTRACE=1` prints its message first and a backtrace far longer
+/// than the kept tail after it: the error still shows the message.
+#[tokio::test]
+async fn a_panic_before_the_handshake_keeps_its_message_above_the_backtrace() {
+    let client = Client::new(
+        ClientConfig::new(HANDSHAKE, host_plugins())
+            .launcher(
+                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin"))
+                    .env("INTERCOM_TEST_MODE", "panic-early")
+                    .env("RUST_BACKTRACE", "1"),
+            )
+            .start_timeout(START_TIMEOUT),
+    );
+    let err = start_err(&client).await;
+    let ClientError::ExitedBeforeHandshake { status, stderr, .. } = &err else {
+        panic!("unexpected: {err:?}");
+    };
+    assert_eq!(status.code, Some(101));
+    assert!(
+        stderr.contains("[…]"),
+        "the backtrace pushed the message out of the tail: {stderr}"
+    );
+    assert!(
+        stderr.contains("panicked at") && stderr.contains("the configuration file is missing"),
+        "{stderr}"
+    );
+    assert!(
+        err.to_string()
+            .contains("the configuration file is missing"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn silent_plugin_times_out_naming_the_setting() {
     let err = start_err(&client("silent", HANDSHAKE)).await;

@@ -27,6 +27,37 @@ async fn a_thousand_concurrent_calls() {
     .await;
 }
 
+/// The plugin process ends in the middle of a call: the caller learns that it exited, with
+/// which status and what it logged last, not a bare transport error.
+#[tokio::test]
+async fn a_plugin_that_exits_mid_call_says_it_exited() {
+    let (client, echo) = macro_common::launch().await;
+    let status = tokio::time::timeout(macro_common::DEADLINE, echo.exit(7))
+        .await
+        .expect("the call must not hang")
+        .expect_err("the plugin cannot answer");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    let shown = status.to_string();
+    assert!(
+        shown.contains("plugin `macro-plugin` exited (exit status 7)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("the plugin gives up"),
+        "its last log line: {shown}"
+    );
+    // Later calls say the same.
+    let status = echo
+        .slow_square(2, 0)
+        .await
+        .expect_err("the plugin is gone");
+    assert!(
+        status.message().contains("exited (exit status 7)"),
+        "{status:?}"
+    );
+    client.kill().await;
+}
+
 #[tokio::test]
 async fn a_panicking_implementation_returns_internal_and_the_plugin_lives_on() {
     macro_common::with_plugin(|echo| async move {

@@ -30,6 +30,7 @@ pub use listener::{BrokerConn, BrokerListener, BrokerServer};
 pub(crate) use session::Session;
 
 use crate::mux::Mux;
+use crate::plugin_exit::ExitWatch;
 use crate::sync::lock;
 use crate::transport::{self, Io, ListenConfig};
 
@@ -155,7 +156,7 @@ pub(crate) enum Mode {
 /// [`accept_and_serve`](Self::accept_and_serve), sends `id` inside a request, and the
 /// other side calls [`dial`](Self::dial)`(id)` to get a channel to that service.
 #[derive(Clone)]
-pub struct GrpcBroker(Kind);
+pub struct GrpcBroker(Kind, ExitWatch);
 
 #[derive(Clone)]
 enum Kind {
@@ -181,7 +182,7 @@ impl fmt::Debug for GrpcBroker {
 
 impl From<Session> for GrpcBroker {
     fn from(session: Session) -> Self {
-        Self(Kind::One(session))
+        Self(Kind::One(session), ExitWatch::default())
     }
 }
 
@@ -195,7 +196,16 @@ impl GrpcBroker {
             accepting: Mutex::new(HashMap::new()),
             closed: CancellationToken::new(),
         });
-        (Self(Kind::Group(group.clone())), group)
+        (
+            Self(Kind::Group(group.clone()), ExitWatch::default()),
+            group,
+        )
+    }
+
+    /// Where the host records how the plugin process ended, for the errors of calls
+    /// that fail because of it.
+    pub(crate) fn exit_watch(&self) -> &ExitWatch {
+        &self.1
     }
 
     /// A fresh id, unique on this side (the first is 1; the two sides count separately).

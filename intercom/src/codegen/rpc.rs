@@ -106,10 +106,23 @@ impl ClientCore {
 
     async fn ready(&self) -> Result<tonic::client::Grpc<Channel>, Status> {
         let mut grpc = self.grpc.clone();
-        grpc.ready()
-            .await
-            .map_err(|e| Status::unavailable(format!("the plugin connection is not ready: {e}")))?;
-        Ok(grpc)
+        match grpc.ready().await {
+            Ok(()) => Ok(grpc),
+            Err(e) => {
+                let status =
+                    Status::unavailable(format!("the plugin connection is not ready: {e}"));
+                Err(self.explain(status, true).await)
+            }
+        }
+    }
+
+    /// A failed call's status, saying "plugin `x` exited (…)" when the plugin process
+    /// died (see [`ExitWatch::explain`](crate::plugin_exit::ExitWatch::explain)).
+    async fn explain(&self, status: Status, connection_failed: bool) -> Status {
+        match &self.broker {
+            Some(broker) => broker.exit_watch().explain(status, connection_failed).await,
+            None => status,
+        }
     }
 
     /// A unary call.
@@ -128,8 +141,11 @@ impl ClientCore {
                 PathAndQuery::from_static(path),
                 Codec::<Req, Resp>::default(),
             )
-            .await?;
-        Ok(response.into_inner())
+            .await;
+        match response {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(self.explain(status, false).await),
+        }
     }
 
     /// A server-streaming call; each response becomes a value through `value`.
@@ -154,8 +170,11 @@ impl ClientCore {
                 PathAndQuery::from_static(path),
                 Codec::<Req, Resp>::default(),
             )
-            .await?;
-        Ok(Streaming::new(response.into_inner()).map_values(value))
+            .await;
+        match response {
+            Ok(response) => Ok(Streaming::new(response.into_inner()).map_values(value)),
+            Err(status) => Err(self.explain(status, false).await),
+        }
     }
 
     /// A client-streaming call. An `Err` item in `requests` aborts the call (the plugin
@@ -182,7 +201,10 @@ impl ClientCore {
         tokio::select! {
             biased;
             Ok(status) = failed => Err(status),
-            response = call => Ok(response?.into_inner()),
+            response = call => match response {
+                Ok(response) => Ok(response.into_inner()),
+                Err(status) => Err(self.explain(status, false).await),
+            },
         }
     }
 
@@ -212,7 +234,10 @@ impl ClientCore {
         let responses = tokio::select! {
             biased;
             Ok(status) = &mut failed => return Err(status),
-            response = call => response?.into_inner(),
+            response = call => match response {
+                Ok(response) => response.into_inner(),
+                Err(status) => return Err(self.explain(status, false).await),
+            },
         };
         // Yield responses until they end or a request fails; dropping `responses` then
         // cancels the call.

@@ -7,6 +7,7 @@
 //! | `garbage` | prints a non-handshake first line |
 //! | `chatty-start` | writes plain text to stderr before its handshake, then behaves |
 //! | `exit-early` | writes an error to stderr and exits 3 before the handshake |
+//! | `panic-early` | panics before the handshake, 30 calls deep (a long backtrace with `RUST_BACKTRACE=1`) |
 //! | `silent` | never prints anything |
 //! | `version7` | only speaks app protocol version 7 |
 //! | `linger` | ignores the shutdown request (keeps running after serving ends) |
@@ -153,6 +154,15 @@ impl reverse::spawner_server::Spawner for Spawner {
     }
 }
 
+/// Panics `depth` calls deep, so a backtrace has at least `depth` frames.
+#[inline(never)]
+fn panic_deep(depth: u32) -> ! {
+    if depth == 0 {
+        panic!("the configuration file is missing");
+    }
+    panic_deep(std::hint::black_box(depth - 1));
+}
+
 #[tokio::main]
 async fn main() -> Result<(), intercom::ServeError> {
     let mode = std::env::var("INTERCOM_TEST_MODE").unwrap_or_default();
@@ -179,6 +189,7 @@ async fn main() -> Result<(), intercom::ServeError> {
             eprintln!("fatal: the configuration file is missing");
             std::process::exit(3);
         }
+        "panic-early" => panic_deep(30),
         "silent" => {
             tokio::time::sleep(Duration::from_secs(300)).await;
             return Ok(());
