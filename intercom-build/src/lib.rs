@@ -19,6 +19,7 @@
 //! `kv_server`/`kv_client` modules by relative path):
 //!
 //! ```ignore
+//! // `ignore`: needs the build script above to have generated OUT_DIR/proto.rs.
 //! pub mod proto {
 //!     intercom::tonic::include_proto!("proto");
 //!     intercom::include_plugin!("proto"); // OUT_DIR/proto.intercom.rs

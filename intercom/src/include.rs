@@ -6,6 +6,7 @@
 /// package, which the glue refers to by relative path:
 ///
 /// ```ignore
+/// // `ignore`: needs a build script that ran intercom-build to fill OUT_DIR.
 /// pub mod proto {
 ///     intercom::tonic::include_proto!("proto");
 ///     intercom::include_plugin!("proto");

@@ -16,6 +16,8 @@ compile_error!(
      (see the README's \"Platforms, MSRV and license\" section)"
 );
 
+#[doc = include_str!("guide.md")]
+pub mod guide {}
 pub mod handshake;
 pub mod include;
 pub mod logs;
