@@ -9,6 +9,39 @@ use intercom::Streaming;
 use intercom::tonic::Code;
 use macro_common::api::Echo as _;
 
+/// The plugin process ends while a server stream is running: the stream ends with an
+/// error that says the plugin exited, not a bare transport error.
+#[tokio::test]
+async fn a_stream_cut_short_by_the_plugin_exiting_says_it_exited() {
+    let (client, echo) = macro_common::launch().await;
+    let mut values = echo.count().await.unwrap();
+    assert_eq!(values.message().await.unwrap(), Some(0));
+    let exiting = tokio::spawn({
+        let echo = echo.clone();
+        async move { echo.exit(5).await }
+    });
+    let status = tokio::time::timeout(macro_common::DEADLINE, async {
+        loop {
+            match values.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the endless stream ended without an error"),
+                Err(status) => break status,
+            }
+        }
+    })
+    .await
+    .expect("the stream must end when the plugin exits");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("plugin `macro-plugin` exited (exit status 5)"),
+        "{status:?}"
+    );
+    assert!(exiting.await.unwrap().is_err());
+    client.kill().await;
+}
+
 #[tokio::test]
 async fn dropping_a_stream_frees_the_producer() {
     macro_common::with_plugin(|echo| async move {

@@ -116,6 +116,25 @@ impl ClientCore {
         }
     }
 
+    /// `responses` with each failure explained as in [`explain`](Self::explain): a stream
+    /// cut short because the plugin died ends with "plugin `x` exited (…)".
+    fn explain_stream<R: Send + 'static>(
+        &self,
+        responses: impl Stream<Item = Result<R, Status>> + Send + 'static,
+    ) -> impl Stream<Item = Result<R, Status>> + Send + 'static {
+        let core = self.clone();
+        responses.then(move |item| {
+            // Only a failure needs the core (a cheap clone); values pass straight on.
+            let core = item.is_err().then(|| core.clone());
+            async move {
+                match (item, core) {
+                    (Err(status), Some(core)) => Err(core.explain(status, false).await),
+                    (item, _) => item,
+                }
+            }
+        })
+    }
+
     /// A failed call's status, saying "plugin `x` exited (…)" when the plugin process
     /// died (see [`ExitWatch::explain`](crate::plugin_exit::ExitWatch::explain)).
     async fn explain(&self, status: Status, connection_failed: bool) -> Status {
@@ -172,7 +191,9 @@ impl ClientCore {
             )
             .await;
         match response {
-            Ok(response) => Ok(Streaming::new(response.into_inner()).map_values(value)),
+            Ok(response) => {
+                Ok(Streaming::new(self.explain_stream(response.into_inner())).map_values(value))
+            }
             Err(status) => Err(self.explain(status, false).await),
         }
     }
@@ -235,7 +256,7 @@ impl ClientCore {
             biased;
             Ok(status) = &mut failed => return Err(status),
             response = call => match response {
-                Ok(response) => response.into_inner(),
+                Ok(response) => Box::pin(self.explain_stream(response.into_inner())),
                 Err(status) => return Err(self.explain(status, false).await),
             },
         };
