@@ -160,6 +160,39 @@ async fn e2e_a_cancelled_start_leaves_no_deployment() {
     .await;
 }
 
+#[tokio::test]
+async fn e2e_a_start_cancelled_while_waiting_for_its_pod_leaves_nothing() {
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-cancel-wait").await;
+        // Never prints a handshake: the start waits for a ready replica until cancelled.
+        let silent = PluginWorkload::new(PLUGIN_IMAGE).env("INTERCOM_TEST_MODE", "silent");
+        let client = plugin_client(config(
+            &kube,
+            &ns,
+            "waiting",
+            silent,
+            ConnectMode::PortForward,
+        ));
+        let start = tokio::spawn(async move { client.start().await.map_err(|e| e.to_string()) });
+        let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(kube.clone(), &ns);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while services.get_opt("waiting").await.unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the Service never appeared");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The watch task is running and holds the plugin by now.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        start.abort();
+        assert!(
+            start.await.is_err_and(|e| e.is_cancelled()),
+            "the start was still running"
+        );
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
 /// A TCP proxy to the apiserver that can stop forwarding (an apiserver that is reachable
 /// but answers nothing more).
 struct FreezableProxy {

@@ -37,6 +37,7 @@ pub(super) async fn connect_all(
     });
     let task = tokio::spawn(watch_plugin(shared.clone(), retry_rx));
     *lock(&plugin.watcher) = Some(task.abort_handle());
+    let mut cancelled = CancelGuard(Some(plugin.clone()));
     let outcome = tokio::time::timeout_at(ctx.deadline, async {
         loop {
             match &*start_rx.borrow_and_update() {
@@ -57,6 +58,7 @@ pub(super) async fn connect_all(
         }
     })
     .await;
+    cancelled.0 = None;
     let version = match outcome {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
@@ -88,4 +90,28 @@ pub(super) async fn connect_all(
         plugin_cert: None,
     };
     Ok((conn, plugin, version))
+}
+
+/// Shuts the plugin down and deletes it when the start is cancelled while it waits (its
+/// future dropped): the watch task and the replicas' tasks hold the plugin, so dropping
+/// the start's own handle would not.
+struct CancelGuard(Option<Arc<KubePlugin>>);
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        let Some(plugin) = self.0.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    let _ = plugin.shutdown_and_delete().await;
+                });
+            }
+            Err(_) => tracing::warn!(
+                deployment = %plugin.deployment,
+                "plugin start cancelled outside a tokio runtime; its Deployment is left running"
+            ),
+        }
+    }
 }
