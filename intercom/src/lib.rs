@@ -41,6 +41,7 @@ pub const GRPC_SERVICE_NAME: &str = "plugin";
 mod admission;
 pub mod broker;
 pub mod client;
+mod connection;
 mod host_watch;
 mod mux;
 pub mod plugin;

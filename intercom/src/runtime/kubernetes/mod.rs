@@ -67,8 +67,8 @@ pub(crate) fn pods_context(
     identity: Option<crate::tls::Identity>,
     host_versions: Vec<u32>,
     timeout: Duration,
-    sync_stdout: Option<crate::client::Writer>,
-    sync_stderr: Option<crate::client::Writer>,
+    sync_stdout: Option<crate::connection::Writer>,
+    sync_stderr: Option<crate::connection::Writer>,
 ) -> pods::LaunchContext {
     pods::LaunchContext {
         name,

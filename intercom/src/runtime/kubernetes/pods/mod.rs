@@ -49,7 +49,7 @@ use super::owners::{self, Owners};
 use super::validate::{validate_deployment, validate_service};
 use super::{ConnectMode, KubeError, KubernetesConfig, Retry};
 use crate::broker::{Group, GrpcBroker};
-use crate::client::{Conn, Dialer, Writer, address_dialer, connect, pump_stdio};
+use crate::connection::{Conn, Dialer, Writer, address_dialer, connect, pump_stdio};
 use crate::handshake::{Handshake, Network};
 use crate::runtime::{ExitInfo, PluginHandle};
 use crate::tls::PinSet;
