@@ -1,0 +1,700 @@
+//! The benchmark driver behind `scripts/bench.sh`: runs every host × plugin pairing in
+//! interleaved rounds and writes one markdown table of same-run ratios.
+//!
+//! ```text
+//! intercom-bench --go-dir DIR [--rounds N] [--smoke] [--out FILE] [--date D] [--command C]
+//! ```
+//!
+//! Peers: `bench-go-host` (go-plugin v1.8.0 host, bench/go) and `kv-plugin` (go-plugin
+//! plugin, tests/fixtures/go) from `--go-dir`; `bench-host`, `kv-plugin` and
+//! `bench-raw-server` next to this binary. Each job is one host process that launches its
+//! plugin, runs one loop and prints JSON; each round runs every job once (starting at a
+//! different job each round), so load from other work on the machine falls on both sides
+//! of a ratio alike. A ratio is computed within each round, then the median and the
+//! min–max over rounds are shown.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Host {
+    /// go-plugin v1.8.0's host.
+    Go,
+    /// intercom's host; `true` = current-thread runtime.
+    Intercom(bool),
+    /// A plain tonic client against `bench-raw-server`; `true` = current-thread runtime.
+    Raw(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Plugin {
+    Go,
+    Rust,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Transport {
+    Unix,
+    Tcp,
+}
+
+impl Transport {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Unix => "unix",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Wire {
+    mux: bool,
+    mtls: bool,
+}
+
+impl Wire {
+    const CLASSIC: Self = Self {
+        mux: false,
+        mtls: false,
+    };
+    const ALL: [Self; 4] = [
+        Self::CLASSIC,
+        Self {
+            mux: true,
+            mtls: false,
+        },
+        Self {
+            mux: false,
+            mtls: true,
+        },
+        Self {
+            mux: true,
+            mtls: true,
+        },
+    ];
+
+    fn name(self) -> &'static str {
+        match (self.mux, self.mtls) {
+            (false, false) => "classic, plaintext",
+            (true, false) => "multiplexed, plaintext",
+            (false, true) => "classic, AutoMTLS",
+            (true, true) => "multiplexed, AutoMTLS",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Job {
+    host: Host,
+    plugin: Plugin,
+    transport: Transport,
+    wire: Wire,
+    /// Mode and its flags, e.g. `["get", "--key", "small", ...]`.
+    args: Vec<String>,
+}
+
+impl Job {
+    fn subject(&self) -> String {
+        let plugin = match self.plugin {
+            Plugin::Go => "Go plugin",
+            Plugin::Rust => "Rust plugin",
+        };
+        let tcp = if self.transport == Transport::Tcp {
+            " (tcp)"
+        } else {
+            ""
+        };
+        match self.host {
+            Host::Go => format!("go-plugin host + {plugin}{tcp}"),
+            Host::Intercom(false) => format!("intercom host + {plugin}{tcp}"),
+            Host::Intercom(true) => format!("intercom host (current-thread) + {plugin}{tcp}"),
+            Host::Raw(false) => format!("raw tonic client + server{tcp}"),
+            Host::Raw(true) => format!("raw tonic (current-thread client) + server{tcp}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Better {
+    Lower,
+    Higher,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Metric {
+    key: &'static str,
+    label: &'static str,
+    better: Better,
+}
+
+const P50: Metric = Metric {
+    key: "p50_ns",
+    label: "p50",
+    better: Better::Lower,
+};
+const P99: Metric = Metric {
+    key: "p99_ns",
+    label: "p99",
+    better: Better::Lower,
+};
+const CALLS: Metric = Metric {
+    key: "calls_per_s",
+    label: "calls/s",
+    better: Better::Higher,
+};
+const BYTES: Metric = Metric {
+    key: "bytes_per_s",
+    label: "MB/s",
+    better: Better::Higher,
+};
+const FIRST_CALL: Metric = Metric {
+    key: "first_call_ns",
+    label: "launch → first call",
+    better: Better::Lower,
+};
+const KILL: Metric = Metric {
+    key: "kill_ns",
+    label: "kill → complete",
+    better: Better::Lower,
+};
+const RSS: Metric = Metric {
+    key: "rss_per_client_bytes",
+    label: "host RSS per idle client",
+    better: Better::Lower,
+};
+const FDS: Metric = Metric {
+    key: "fds_per_client",
+    label: "host fds per idle client",
+    better: Better::Lower,
+};
+
+/// What a row must reach.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// The ratio, against the row's reference.
+    Ratio(f64),
+    /// The subject's median, in the metric's raw unit, at most this.
+    AtMost(f64),
+}
+
+#[derive(Debug)]
+struct Row {
+    scenario: String,
+    metric: Metric,
+    subject: usize,
+    reference: usize,
+    target: Option<Target>,
+}
+
+#[derive(Debug, Default)]
+struct Plan {
+    jobs: Vec<Job>,
+    index: HashMap<Job, usize>,
+    rows: Vec<Row>,
+}
+
+impl Plan {
+    fn job(&mut self, job: Job) -> usize {
+        if let Some(&i) = self.index.get(&job) {
+            return i;
+        }
+        self.jobs.push(job.clone());
+        self.index.insert(job, self.jobs.len() - 1);
+        self.jobs.len() - 1
+    }
+
+    fn row(
+        &mut self,
+        scenario: impl Into<String>,
+        metric: Metric,
+        subject: Job,
+        reference: Job,
+        target: Option<Target>,
+    ) {
+        let subject = self.job(subject);
+        let reference = self.job(reference);
+        self.rows.push(Row {
+            scenario: scenario.into(),
+            metric,
+            subject,
+            reference,
+            target,
+        });
+    }
+}
+
+#[derive(Debug)]
+struct Sizes {
+    warmup: usize,
+    calls: usize,
+    throughput_calls: usize,
+    launch_reps: usize,
+    payload_calls: [usize; 4],
+    idle_clients: usize,
+}
+
+const PAYLOADS: [(&str, usize); 4] = [
+    ("1k", 1 << 10),
+    ("64k", 64 << 10),
+    ("1m", 1 << 20),
+    ("16m", 16 << 20),
+];
+
+fn get_args(key: &str, warmup: usize, calls: usize, callers: usize) -> Vec<String> {
+    let mut args = vec!["get".to_string(), "--key".into(), key.into()];
+    for (flag, n) in [
+        ("--warmup", warmup),
+        ("--calls", calls),
+        ("--callers", callers),
+    ] {
+        args.push(flag.into());
+        args.push(n.to_string());
+    }
+    args
+}
+
+fn plan(s: &Sizes) -> Plan {
+    let mut p = Plan::default();
+    let job = |host, plugin, transport, wire, args: &Vec<String>| Job {
+        host,
+        plugin,
+        transport,
+        wire,
+        args: args.clone(),
+    };
+    let raw = |current, transport, args: &Vec<String>| Job {
+        host: Host::Raw(current),
+        plugin: Plugin::Rust,
+        transport,
+        wire: Wire::CLASSIC,
+        args: args.clone(),
+    };
+    use Transport::{Tcp, Unix};
+
+    // 1. Unary round trip, one caller.
+    let unary = get_args("small", s.warmup, s.calls, 1);
+    for wire in Wire::ALL {
+        let go = job(Host::Go, Plugin::Go, Unix, wire, &unary);
+        let ours = job(Host::Intercom(false), Plugin::Rust, Unix, wire, &unary);
+        let sc = format!("1 unary, unix, {}", wire.name());
+        p.row(&sc, P50, ours.clone(), go.clone(), Some(Target::Ratio(0.8)));
+        p.row(&sc, P99, ours.clone(), go.clone(), None);
+        let host = job(Host::Intercom(false), Plugin::Go, Unix, wire, &unary);
+        p.row(&sc, P50, host, go.clone(), None);
+        let plugin = job(Host::Go, Plugin::Rust, Unix, wire, &unary);
+        p.row(&sc, P50, plugin, go, None);
+        if !wire.mtls {
+            p.row(
+                &sc,
+                P50,
+                ours,
+                raw(false, Unix, &unary),
+                Some(Target::Ratio(1.1)),
+            );
+        }
+    }
+    let sc = "1 unary, unix, classic, plaintext";
+    let go = job(Host::Go, Plugin::Go, Unix, Wire::CLASSIC, &unary);
+    let cur = job(
+        Host::Intercom(true),
+        Plugin::Rust,
+        Unix,
+        Wire::CLASSIC,
+        &unary,
+    );
+    p.row(sc, P50, cur, go.clone(), None);
+    p.row(sc, P50, raw(true, Unix, &unary), go.clone(), None);
+    p.row(sc, P50, raw(false, Unix, &unary), go, None);
+    for wire in [Wire::CLASSIC, Wire::ALL[3]] {
+        let sc = format!("1 unary, tcp, {}", wire.name());
+        let ours = job(Host::Intercom(false), Plugin::Rust, Tcp, wire, &unary);
+        let unix = job(Host::Intercom(false), Plugin::Rust, Unix, wire, &unary);
+        p.row(&sc, P50, ours.clone(), raw(false, Tcp, &unary), None);
+        p.row(&sc, P50, ours, unix, None);
+    }
+
+    // 2. Throughput, 1/16/64 concurrent callers on one client.
+    for callers in [1, 16, 64] {
+        let args = get_args("small", s.warmup, s.throughput_calls, callers);
+        for wire in [Wire::CLASSIC, Wire::ALL[3]] {
+            let sc = format!("2 {callers} callers, unix, {}", wire.name());
+            let go = job(Host::Go, Plugin::Go, Unix, wire, &args);
+            let ours = job(Host::Intercom(false), Plugin::Rust, Unix, wire, &args);
+            let target = (callers == 64).then_some(Target::Ratio(1.3));
+            p.row(&sc, CALLS, ours.clone(), go, target);
+            if !wire.mtls {
+                p.row(&sc, CALLS, ours, raw(false, Unix, &args), None);
+            }
+        }
+    }
+
+    // 5. Launch → first call, and kill.
+    let launch = vec![
+        "launch".to_string(),
+        "--reps".into(),
+        s.launch_reps.to_string(),
+    ];
+    for wire in [Wire::CLASSIC, Wire::ALL[2], Wire::ALL[3]] {
+        let sc = format!("5 launch, unix, {}", wire.name());
+        let go = job(Host::Go, Plugin::Go, Unix, wire, &launch);
+        let ours = job(Host::Intercom(false), Plugin::Rust, Unix, wire, &launch);
+        let target = Target::Ratio(if wire.mtls { 0.8 } else { 0.6 });
+        p.row(&sc, FIRST_CALL, ours.clone(), go.clone(), Some(target));
+        p.row(&sc, KILL, ours, go, None);
+    }
+    let sc = "5 launch, unix, each side's defaults (go-plugin classic plaintext, intercom multiplexed AutoMTLS)";
+    let go = job(Host::Go, Plugin::Go, Unix, Wire::CLASSIC, &launch);
+    let ours = job(
+        Host::Intercom(false),
+        Plugin::Rust,
+        Unix,
+        Wire::ALL[3],
+        &launch,
+    );
+    p.row(sc, FIRST_CALL, ours, go, None);
+
+    // 3. Payloads: Get of a value of each size (the plugin reads it from a file).
+    for ((name, _), calls) in PAYLOADS.iter().zip(s.payload_calls) {
+        let args = get_args(name, 2, calls, 1);
+        for wire in [Wire::CLASSIC, Wire::ALL[3]] {
+            let sc = format!("3 payload {name}, unix, {}", wire.name());
+            let go = job(Host::Go, Plugin::Go, Unix, wire, &args);
+            let ours = job(Host::Intercom(false), Plugin::Rust, Unix, wire, &args);
+            p.row(&sc, BYTES, ours.clone(), go, None);
+            if !wire.mtls {
+                p.row(&sc, BYTES, ours, raw(false, Unix, &args), None);
+            }
+        }
+    }
+
+    // 7. Idle plugin clients held by one host.
+    let idle = vec![
+        "idle".to_string(),
+        "--clients".into(),
+        s.idle_clients.to_string(),
+    ];
+    for wire in [Wire::CLASSIC, Wire::ALL[3]] {
+        let sc = format!("7 {} idle clients, unix, {}", s.idle_clients, wire.name());
+        let go = job(Host::Go, Plugin::Go, Unix, wire, &idle);
+        let ours = job(Host::Intercom(false), Plugin::Rust, Unix, wire, &idle);
+        let target = Target::AtMost(2.0 * 1024.0 * 1024.0);
+        p.row(&sc, RSS, ours.clone(), go.clone(), Some(target));
+        p.row(&sc, FDS, ours, go, None);
+    }
+    p
+}
+
+#[derive(Debug)]
+struct Peers {
+    go_host: PathBuf,
+    go_plugin: PathBuf,
+    host: PathBuf,
+    plugin: PathBuf,
+    raw_server: PathBuf,
+}
+
+fn output(mut cmd: Command) -> Result<HashMap<String, f64>, BoxError> {
+    let out = cmd.stderr(Stdio::piped()).stdout(Stdio::piped()).output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    Ok(serde_json::from_str(line).map_err(|e| format!("{cmd:?} printed {line:?}: {e}"))?)
+}
+
+fn run_job(job: &Job, peers: &Peers, dir: &Path) -> Result<HashMap<String, f64>, BoxError> {
+    let (program, plugin) = match (job.host, job.plugin) {
+        (Host::Go, Plugin::Go) => (&peers.go_host, &peers.go_plugin),
+        (Host::Go, Plugin::Rust) => (&peers.go_host, &peers.plugin),
+        (_, Plugin::Go) => (&peers.host, &peers.go_plugin),
+        (_, Plugin::Rust) => (&peers.host, &peers.plugin),
+    };
+    let mut cmd = Command::new(program);
+    cmd.current_dir(dir).args(&job.args);
+    if job.transport == Transport::Tcp {
+        cmd.env("INTERCOM_TRANSPORT", "tcp");
+    }
+    if matches!(job.host, Host::Intercom(true) | Host::Raw(true)) {
+        cmd.args(["--runtime", "current"]);
+    }
+    let Host::Raw(_) = job.host else {
+        cmd.arg("--plugin").arg(plugin);
+        if job.wire.mux {
+            cmd.arg("--mux");
+        }
+        if job.wire.mtls {
+            cmd.arg("--mtls");
+        }
+        return output(cmd);
+    };
+    let mut server = Command::new(&peers.raw_server)
+        .arg(job.transport.name())
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    if let Some(stdout) = server.stdout.take() {
+        BufReader::new(stdout).read_line(&mut line)?;
+    }
+    cmd.arg("--raw").arg(line.trim());
+    let result = output(cmd);
+    drop(server.stdin.take());
+    server.wait()?;
+    result
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn value(metric: Metric, v: f64) -> String {
+    match metric.key {
+        "p50_ns" | "p99_ns" => format!("{:.0} µs", v / 1e3),
+        "first_call_ns" | "kill_ns" => format!("{:.1} ms", v / 1e6),
+        "rss_per_client_bytes" => format!("{:.2} MiB", v / 1048576.0),
+        "fds_per_client" => format!("{v:.1}"),
+        "calls_per_s" => format!("{:.1} k/s", v / 1e3),
+        _ => format!("{:.0} MB/s", v / 1e6),
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+#[derive(Debug)]
+struct Args {
+    go_dir: PathBuf,
+    rounds: usize,
+    smoke: bool,
+    out: Option<PathBuf>,
+    date: String,
+    command: String,
+}
+
+fn parse() -> Result<Args, BoxError> {
+    let mut a = Args {
+        go_dir: PathBuf::new(),
+        rounds: 5,
+        smoke: false,
+        out: None,
+        date: "unknown date".into(),
+        command: "scripts/bench.sh".into(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--go-dir" => a.go_dir = value()?.into(),
+            "--rounds" => a.rounds = value()?.parse::<usize>()?.max(1),
+            "--smoke" => a.smoke = true,
+            "--out" => a.out = Some(value()?.into()),
+            "--date" => a.date = value()?,
+            "--command" => a.command = value()?,
+            _ => return Err(format!("unknown flag {flag}").into()),
+        }
+    }
+    if a.go_dir.as_os_str().is_empty() {
+        return Err("--go-dir DIR (bench-go-host and the Go kv-plugin) is required".into());
+    }
+    if a.smoke {
+        a.rounds = 1;
+    }
+    Ok(a)
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("intercom-bench: error: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), BoxError> {
+    let args = parse()?;
+    let exe = std::env::current_exe()?;
+    let here = exe.parent().ok_or("current_exe has no parent")?;
+    let peers = Peers {
+        go_host: args.go_dir.join("bench-go-host"),
+        go_plugin: args.go_dir.join("kv-plugin"),
+        host: here.join("bench-host"),
+        plugin: here.join("kv-plugin"),
+        raw_server: here.join("bench-raw-server"),
+    };
+    for p in [
+        &peers.go_host,
+        &peers.go_plugin,
+        &peers.host,
+        &peers.plugin,
+        &peers.raw_server,
+    ] {
+        if !p.is_file() {
+            return Err(format!("peer {} is missing: run scripts/bench.sh", p.display()).into());
+        }
+    }
+    let sizes = if args.smoke {
+        Sizes {
+            warmup: 10,
+            calls: 200,
+            throughput_calls: 256,
+            launch_reps: 1,
+            payload_calls: [20, 10, 4, 1],
+            idle_clients: 4,
+        }
+    } else {
+        Sizes {
+            warmup: 200,
+            calls: 3000,
+            throughput_calls: 6000,
+            launch_reps: 10,
+            payload_calls: [2000, 500, 100, 12],
+            idle_clients: 100,
+        }
+    };
+    let plan = plan(&sizes);
+
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("kv_small"), b"value")?;
+    for (name, len) in PAYLOADS {
+        std::fs::write(dir.path().join(format!("kv_{name}")), vec![0x5a; len])?;
+    }
+
+    let load_before = loadavg();
+    let n = plan.jobs.len();
+    let mut results: Vec<Vec<HashMap<String, f64>>> = vec![Vec::new(); n];
+    for round in 0..args.rounds {
+        eprintln!(
+            "intercom-bench: round {}/{} ({n} jobs)",
+            round + 1,
+            args.rounds
+        );
+        for k in 0..n {
+            let i = (k + round * n / args.rounds) % n;
+            let got = run_job(&plan.jobs[i], &peers, dir.path())?;
+            results[i].push(got);
+        }
+    }
+    let load_after = loadavg();
+
+    let mut table = String::new();
+    table.push_str(
+        "| scenario | figure | subject | reference | subject | reference | ratio: median (min–max) | target |\n\
+         |---|---|---|---|---:|---:|---|---|\n",
+    );
+    for row in &plan.rows {
+        let get = |i: usize, r: usize| {
+            results[i]
+                .get(r)
+                .and_then(|m| m.get(row.metric.key))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        let mut subj: Vec<f64> = (0..args.rounds).map(|r| get(row.subject, r)).collect();
+        let mut refs: Vec<f64> = (0..args.rounds).map(|r| get(row.reference, r)).collect();
+        let mut ratios: Vec<f64> = subj.iter().zip(&refs).map(|(s, r)| s / r).collect();
+        let ratio = median(&mut ratios);
+        let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
+        let (better, cmp) = match row.metric.better {
+            Better::Lower => ("lower is better", "≤"),
+            Better::Higher => ("higher is better", "≥"),
+        };
+        let subject = median(&mut subj);
+        let verdict = |met: bool| if met { "met" } else { "**missed**" };
+        let target = match row.target {
+            None => String::new(),
+            Some(Target::Ratio(t)) => {
+                let met = match row.metric.better {
+                    Better::Lower => ratio <= t,
+                    Better::Higher => ratio >= t,
+                };
+                format!("ratio {cmp} {t}: {}", verdict(met))
+            }
+            Some(Target::AtMost(t)) => {
+                format!("≤ {}: {}", value(row.metric, t), verdict(subject <= t))
+            }
+        };
+        let _ = writeln!(
+            table,
+            "| {} | {} ({better}) | {} | {} | {} | {} | {ratio:.2}× ({lo:.2}–{hi:.2}) | {target} |",
+            row.scenario,
+            row.metric.label,
+            plan.jobs[row.subject].subject(),
+            plan.jobs[row.reference].subject(),
+            value(row.metric, subject),
+            value(row.metric, median(&mut refs)),
+        );
+    }
+
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let mut doc = String::new();
+    let _ = write!(
+        doc,
+        "# Benchmarks\n\n\
+         Generated by `{cmd}` on {date}; regenerate with that command, do not edit by hand.\n\n\
+         Machine: {cores} cores, {cpu}; load average {load_before} before, {load_after} after. \
+         The machine may be shared with other work while measuring, so absolute figures are \
+         noisy; every ratio compares two jobs of the same round ({rounds} rounds, each job \
+         once per round, rounds starting at different jobs).\n\n\
+         Each job is one host process that launches its plugin (stdin/stdout handshake, \
+         unix socket unless the row says tcp), calls `KV.Get` (go-plugin's examples/grpc \
+         service; the plugin reads the value from a file), and exits. Unary: {warm} warm-up \
+         then {calls} timed sequential calls; throughput: {tput} calls shared by N callers on \
+         one client; launch: median of {reps} launches per job; payload: Get of a value of \
+         that size; idle: (RSS, fds) after launching {idle} plugins and one call on each, \
+         minus before, over {idle}. go-plugin plugins listen only on unix sockets on Linux, so tcp rows \
+         compare intercom with raw tonic. Ratio = subject / reference.\n\n",
+        cmd = args.command,
+        date = args.date,
+        cpu = cpu_model(),
+        rounds = args.rounds,
+        warm = sizes.warmup,
+        calls = sizes.calls,
+        tput = sizes.throughput_calls,
+        reps = sizes.launch_reps,
+        idle = sizes.idle_clients,
+    );
+    doc.push_str(&table);
+    print!("{table}");
+    std::io::stdout().flush()?;
+    if let Some(out) = &args.out {
+        std::fs::write(out, doc)?;
+        eprintln!("intercom-bench: wrote {}", out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The benchmark harness (issue 16): intercom against go-plugin v1.8.0 and raw tonic.
+#
+#   scripts/bench.sh [--rounds N]   full run; writes BENCHMARKS.md (a few minutes)
+#   scripts/bench.sh --smoke        a few hundred calls per scenario, one round; proves the
+#                                   harness works, asserts no timings, writes nothing
+#
+# Builds the peers first: the Go ones from the Go module proxy (the interop fixtures'
+# kv-plugin via scripts/build-go-fixtures.sh into target/go-fixtures/, and the go-plugin
+# bench host from bench/go into target/go-bench/, both reusing Go's build and module
+# caches), the Rust ones in release mode (bench-host, bench-raw-server, kv-plugin).
+# Then runs the driver (bench/src/main.rs), which prints one markdown table.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+smoke=0
+for arg in "$@"; do
+    [ "$arg" = "--smoke" ] && smoke=1
+done
+
+GO_FIXTURES="$(scripts/build-go-fixtures.sh | tail -n 1)"
+GO_BENCH="$ROOT/target/go-bench"
+mkdir -p "$GO_BENCH"
+(cd bench/go && GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly" go build -o "$GO_BENCH/" ./cmd/...)
+cp "$GO_FIXTURES/kv-plugin" "$GO_BENCH/kv-plugin"
+
+cargo build --release --quiet -p intercom-bench -p kv
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+
+args=(--go-dir "$GO_BENCH" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" --command "scripts/bench.sh${*:+ $*}")
+if [ "$smoke" = 0 ]; then
+    args+=(--out "$ROOT/BENCHMARKS.md")
+fi
+exec "$TARGET_DIR/release/intercom-bench" "${args[@]}" "$@"
