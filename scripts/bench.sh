@@ -6,9 +6,9 @@
 #                                   harness works, asserts no timings, writes nothing
 #
 # Builds the peers first: the Go ones from the Go module proxy (the interop fixtures'
-# kv-plugin via scripts/build-go-fixtures.sh into target/go-fixtures/, and the go-plugin
+# kv-plugin and counter-plugin via scripts/build-go-fixtures.sh into target/go-fixtures/, and the go-plugin
 # bench host from bench/go into target/go-bench/, both reusing Go's build and module
-# caches), the Rust ones in release mode (bench-host, bench-raw-server, kv-plugin).
+# caches), the Rust ones in release mode (bench-host, bench-raw-server, kv-plugin, counter-plugin).
 # Then runs the driver (bench/src/main.rs), which prints one markdown table.
 set -euo pipefail
 
@@ -23,10 +23,14 @@ done
 GO_FIXTURES="$(scripts/build-go-fixtures.sh | tail -n 1)"
 GO_BENCH="$ROOT/target/go-bench"
 mkdir -p "$GO_BENCH"
-(cd bench/go && GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly" go build -o "$GO_BENCH/" ./cmd/...)
-cp "$GO_FIXTURES/kv-plugin" "$GO_BENCH/kv-plugin"
+# kvpb and counterpb both declare proto.Empty (as go-plugin's two examples do, which are
+# never linked together); the host links both, so let the second registration warn.
+(cd bench/go && GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly" go build \
+    -ldflags "-X google.golang.org/protobuf/reflect/protoregistry.conflictPolicy=warn" \
+    -o "$GO_BENCH/" ./cmd/...)
+cp "$GO_FIXTURES/kv-plugin" "$GO_FIXTURES/counter-plugin" "$GO_BENCH/"
 
-cargo build --release --quiet -p intercom-bench -p kv
+cargo build --release --quiet -p intercom-bench -p kv -p bidirectional
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 
 args=(--go-dir "$GO_BENCH" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" --command "scripts/bench.sh${*:+ $*}")

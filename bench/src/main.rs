@@ -237,6 +237,7 @@ struct Sizes {
     launch_reps: usize,
     payload_calls: [usize; 4],
     idle_clients: usize,
+    counter_calls: usize,
 }
 
 const PAYLOADS: [(&str, usize); 4] = [
@@ -373,6 +374,22 @@ fn plan(s: &Sizes) -> Plan {
         }
     }
 
+    // 4. Broker callback round trip (go-plugin's bidirectional counter).
+    let counter = vec![
+        "counter".to_string(),
+        "--warmup".into(),
+        (s.warmup / 4).to_string(),
+        "--calls".into(),
+        s.counter_calls.to_string(),
+    ];
+    for wire in Wire::ALL {
+        let sc = format!("4 broker callback (Counter.Put), unix, {}", wire.name());
+        let go = job(Host::Go, Plugin::Go, Unix, wire, &counter);
+        let ours = job(Host::Intercom(false), Plugin::Rust, Unix, wire, &counter);
+        p.row(&sc, P50, ours.clone(), go.clone(), Some(Target::Ratio(0.9)));
+        p.row(&sc, P99, ours, go, None);
+    }
+
     // 7. Idle plugin clients held by one host.
     let idle = vec![
         "idle".to_string(),
@@ -394,8 +411,10 @@ fn plan(s: &Sizes) -> Plan {
 struct Peers {
     go_host: PathBuf,
     go_plugin: PathBuf,
+    go_counter_plugin: PathBuf,
     host: PathBuf,
     plugin: PathBuf,
+    counter_plugin: PathBuf,
     raw_server: PathBuf,
 }
 
@@ -415,11 +434,16 @@ fn output(mut cmd: Command) -> Result<HashMap<String, f64>, BoxError> {
 }
 
 fn run_job(job: &Job, peers: &Peers, dir: &Path) -> Result<HashMap<String, f64>, BoxError> {
-    let (program, plugin) = match (job.host, job.plugin) {
-        (Host::Go, Plugin::Go) => (&peers.go_host, &peers.go_plugin),
-        (Host::Go, Plugin::Rust) => (&peers.go_host, &peers.plugin),
-        (_, Plugin::Go) => (&peers.host, &peers.go_plugin),
-        (_, Plugin::Rust) => (&peers.host, &peers.plugin),
+    let counter = job.args.first().is_some_and(|m| m == "counter");
+    let program = match job.host {
+        Host::Go => &peers.go_host,
+        Host::Intercom(_) | Host::Raw(_) => &peers.host,
+    };
+    let plugin = match (job.plugin, counter) {
+        (Plugin::Go, false) => &peers.go_plugin,
+        (Plugin::Go, true) => &peers.go_counter_plugin,
+        (Plugin::Rust, false) => &peers.plugin,
+        (Plugin::Rust, true) => &peers.counter_plugin,
     };
     let mut cmd = Command::new(program);
     cmd.current_dir(dir).args(&job.args);
@@ -553,15 +577,19 @@ fn run() -> Result<(), BoxError> {
     let peers = Peers {
         go_host: args.go_dir.join("bench-go-host"),
         go_plugin: args.go_dir.join("kv-plugin"),
+        go_counter_plugin: args.go_dir.join("counter-plugin"),
         host: here.join("bench-host"),
         plugin: here.join("kv-plugin"),
+        counter_plugin: here.join("counter-plugin"),
         raw_server: here.join("bench-raw-server"),
     };
     for p in [
         &peers.go_host,
         &peers.go_plugin,
+        &peers.go_counter_plugin,
         &peers.host,
         &peers.plugin,
+        &peers.counter_plugin,
         &peers.raw_server,
     ] {
         if !p.is_file() {
@@ -576,6 +604,7 @@ fn run() -> Result<(), BoxError> {
             launch_reps: 1,
             payload_calls: [20, 10, 4, 1],
             idle_clients: 4,
+            counter_calls: 50,
         }
     } else {
         Sizes {
@@ -585,6 +614,7 @@ fn run() -> Result<(), BoxError> {
             launch_reps: 10,
             payload_calls: [2000, 500, 100, 12],
             idle_clients: 100,
+            counter_calls: 1000,
         }
     };
     let plan = plan(&sizes);
@@ -677,7 +707,9 @@ fn run() -> Result<(), BoxError> {
          then {calls} timed sequential calls; throughput: {tput} calls shared by N callers on \
          one client; launch: median of {reps} launches per job; payload: Get of a value of \
          that size; idle: (RSS, fds) after launching {idle} plugins and one call on each, \
-         minus before, over {idle}. go-plugin plugins listen only on unix sockets on Linux, so tcp rows \
+         minus before, over {idle}; broker callback: examples/bidirectional's `Counter.Put`, \
+         {counter} sequential calls, each serving the host's `AddHelper` on a fresh broker \
+         id that the plugin dials and calls. go-plugin plugins listen only on unix sockets on Linux, so tcp rows \
          compare intercom with raw tonic. Ratio = subject / reference.\n\n",
         cmd = args.command,
         date = args.date,
@@ -688,6 +720,7 @@ fn run() -> Result<(), BoxError> {
         tput = sizes.throughput_calls,
         reps = sizes.launch_reps,
         idle = sizes.idle_clients,
+        counter = sizes.counter_calls,
     );
     doc.push_str(&table);
     print!("{table}");

@@ -7,13 +7,17 @@
 //!                   [--runtime multi|current] --key K --warmup W --calls N --callers C
 //! bench-host launch --plugin PATH [--mux] [--mtls] --reps R
 //! bench-host idle   --plugin PATH [--mux] [--mtls] --clients N
+//! bench-host counter --plugin PATH [--mux] [--mtls] --warmup W --calls N
 //! ```
 //!
 //! `get`: W untimed then N timed `KV.Get(K)` calls shared by C tasks on one client; prints
 //! `{"p50_ns","p99_ns","calls_per_s","bytes_per_s"}`. `launch`: R times launch, dispense and
 //! `Get("small")` (`first_call_ns`), then kill (`kill_ns`); prints the medians. `idle`: this
 //! process's RSS and open fds before and after launching N plugins (one call on each),
-//! as `rss_per_client_bytes` and `fds_per_client`. The plugin
+//! as `rss_per_client_bytes` and `fds_per_client`. `counter`: examples/bidirectional's
+//! `Counter.Put("counter", 1)` through a counter-plugin, W untimed then N timed; each serves
+//! the host's `AddHelper` on a fresh broker id and the plugin calls it back; prints
+//! `{"p50_ns","p99_ns"}`. The plugin
 //! runs in this process's working directory; `INTERCOM_TRANSPORT=tcp` reaches it through
 //! the environment.
 
@@ -123,27 +127,35 @@ async fn run(o: Options) -> Result<serde_json::Value, BoxError> {
         }
         "launch" => launch_loop(&o).await,
         "idle" => idle_clients(&o).await,
+        "counter" => counter_loop(&o).await,
         other => Err(format!("unknown mode {other:?}, expected get, launch or idle").into()),
     }
 }
 
 fn new_client(o: &Options) -> Result<Client, BoxError> {
-    let plugin = o.plugin.clone().ok_or("--plugin or --raw is required")?;
-    Ok(Client::new(
+    new_client_with(
+        o,
         ClientConfig::new(
             HANDSHAKE,
             PluginSet::new().with(PLUGIN_NAME, KvPlugin::client()),
-        )
-        .launcher(ProcessLauncher::new(plugin))
-        .multiplex(if o.mux {
-            Multiplex::Required
-        } else {
-            Multiplex::Off
-        })
-        .auto_mtls(o.mtls)
-        .sync_stdout(tokio::io::sink())
-        .sync_stderr(tokio::io::sink())
-        .name("bench"),
+        ),
+    )
+}
+
+fn new_client_with(o: &Options, config: ClientConfig) -> Result<Client, BoxError> {
+    let plugin = o.plugin.clone().ok_or("--plugin or --raw is required")?;
+    Ok(Client::new(
+        config
+            .launcher(ProcessLauncher::new(plugin))
+            .multiplex(if o.mux {
+                Multiplex::Required
+            } else {
+                Multiplex::Off
+            })
+            .auto_mtls(o.mtls)
+            .sync_stdout(tokio::io::sink())
+            .sync_stderr(tokio::io::sink())
+            .name("bench"),
     ))
 }
 
@@ -285,4 +297,61 @@ async fn idle_clients(o: &Options) -> Result<serde_json::Value, BoxError> {
         "rss_per_client_bytes": (rss1 - rss0) / n,
         "fds_per_client": (fds1 - fds0) / n,
     }))
+}
+
+/// The host's side of the callback (examples/bidirectional's host adder).
+#[derive(Debug, Clone, Copy)]
+struct HostAdder;
+
+#[tonic::async_trait]
+impl bidirectional::AddHelper for HostAdder {
+    async fn sum(
+        &self,
+        req: tonic::Request<bidirectional::proto::SumRequest>,
+    ) -> Result<tonic::Response<bidirectional::proto::SumResponse>, tonic::Status> {
+        let bidirectional::proto::SumRequest { a, b } = req.into_inner();
+        Ok(tonic::Response::new(bidirectional::proto::SumResponse {
+            r: a.wrapping_add(b),
+        }))
+    }
+}
+
+async fn counter_loop(o: &Options) -> Result<serde_json::Value, BoxError> {
+    use bidirectional::{CounterClient, CounterPlugin, proto as cp};
+    let client = new_client_with(
+        o,
+        ClientConfig::new(
+            bidirectional::HANDSHAKE,
+            PluginSet::new().with(bidirectional::PLUGIN_NAME, CounterPlugin::client()),
+        ),
+    )?;
+    let result = async {
+        let protocol = client.client().await?;
+        let mut counter: CounterClient<Channel> = protocol.dispense(bidirectional::PLUGIN_NAME)?;
+        let mut samples = Vec::with_capacity(o.calls);
+        for i in 0..o.warmup + o.calls {
+            let t = Instant::now();
+            // Served for the length of the call, as in examples/bidirectional's host.
+            let (add_server, adder) = cp::serve_add_server(protocol.broker(), HostAdder)?;
+            counter
+                .put(cp::PutRequest {
+                    add_server,
+                    key: "counter".into(),
+                    value: 1,
+                })
+                .await?;
+            drop(adder);
+            if i >= o.warmup {
+                samples.push(t.elapsed());
+            }
+        }
+        samples.sort();
+        Ok::<_, BoxError>(serde_json::json!({
+            "p50_ns": percentile(&samples, 50),
+            "p99_ns": percentile(&samples, 99),
+        }))
+    }
+    .await;
+    client.kill().await;
+    result
 }

@@ -5,12 +5,17 @@
 //	bench-go-host get    --plugin PATH [--mux] [--mtls] --key K --warmup W --calls N --callers C
 //	bench-go-host launch --plugin PATH [--mux] [--mtls] --reps R
 //	bench-go-host idle   --plugin PATH [--mux] [--mtls] --clients N
+//	bench-go-host counter --plugin PATH [--mux] [--mtls] --warmup W --calls N
 //
 // get: W untimed then N timed KV.Get(K) calls shared by C goroutines on one client.
 // Prints {"p50_ns","p99_ns","calls_per_s","bytes_per_s"}.
 // launch: R times: launch, dispense, Get("small") (first_call_ns), then Kill (kill_ns).
 // Prints the medians. idle: this process's RSS and open fds before and after launching N
 // plugins (one call on each), as rss_per_client_bytes and fds_per_client.
+// counter: the bidirectional example's Counter.Put(key "counter", 1) through a
+// counter-plugin, W untimed then N timed: each serves AddHelper on a fresh broker id, the
+// plugin dials it and calls Sum back (go-plugin's examples/bidirectional host).
+// Prints {"p50_ns","p99_ns"}.
 // The plugin runs in this process's working directory.
 package main
 
@@ -32,6 +37,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
+	"intercom.test/fixtures/gen/counterpb"
 	"intercom.test/fixtures/gen/kvpb"
 )
 
@@ -65,10 +71,97 @@ type options struct {
 	clients int
 }
 
+type counterPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+}
+
+func (counterPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
+	return fmt.Errorf("bench-go-host has no server side")
+}
+
+type counter struct {
+	client counterpb.CounterClient
+	broker *plugin.GRPCBroker
+}
+
+func (counterPlugin) GRPCClient(_ context.Context, b *plugin.GRPCBroker, c *grpc.ClientConn) (interface{}, error) {
+	return &counter{client: counterpb.NewCounterClient(c), broker: b}, nil
+}
+
+type addHelperServer struct {
+	counterpb.UnimplementedAddHelperServer
+}
+
+func (addHelperServer) Sum(_ context.Context, req *counterpb.SumRequest) (*counterpb.SumResponse, error) {
+	return &counterpb.SumResponse{R: req.A + req.B}, nil
+}
+
+// put is go-plugin's examples/bidirectional host's Put: serve AddHelper on a fresh broker
+// id for the length of the call.
+func (c *counter) put(key string, value int64) error {
+	var (
+		mu     sync.Mutex
+		server *grpc.Server
+	)
+	newServer := func(opts []grpc.ServerOption) *grpc.Server {
+		s := grpc.NewServer(opts...)
+		counterpb.RegisterAddHelperServer(s, addHelperServer{})
+		mu.Lock()
+		server = s
+		mu.Unlock()
+		return s
+	}
+	id := c.broker.NextId()
+	go c.broker.AcceptAndServe(id, newServer)
+	_, err := c.client.Put(context.Background(), &counterpb.PutRequest{AddServer: id, Key: key, Value: value})
+	mu.Lock()
+	if server != nil {
+		server.Stop()
+	}
+	mu.Unlock()
+	return err
+}
+
+func runCounter(o *options) (map[string]float64, error) {
+	client := newClientWith(o, plugin.PluginSet{"counter": &counterPlugin{}})
+	defer client.Kill()
+	rpc, err := client.Client()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := rpc.Dispense("counter")
+	if err != nil {
+		return nil, err
+	}
+	c := raw.(*counter)
+	for i := 0; i < o.warmup; i++ {
+		if err := c.put("counter", 1); err != nil {
+			return nil, err
+		}
+	}
+	samples := make([]time.Duration, 0, o.calls)
+	for i := 0; i < o.calls; i++ {
+		t := time.Now()
+		if err := c.put("counter", 1); err != nil {
+			return nil, err
+		}
+		samples = append(samples, time.Since(t))
+	}
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	return map[string]float64{
+		"p50_ns": float64(percentile(samples, 50)),
+		"p99_ns": float64(percentile(samples, 99)),
+	}, nil
+}
+
 func newClient(o *options) *plugin.Client {
+	return newClientWith(o, plugin.PluginSet{"kv_grpc": &kvPlugin{}})
+}
+
+func newClientWith(o *options, plugins plugin.PluginSet) *plugin.Client {
 	return plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:     handshake,
-		Plugins:             plugin.PluginSet{"kv_grpc": &kvPlugin{}},
+		Plugins:             plugins,
 		Cmd:                 exec.Command(o.plugin),
 		AllowedProtocols:    []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:              hclog.New(&hclog.LoggerOptions{Name: "plugin", Output: os.Stderr, Level: hclog.Warn}),
@@ -271,6 +364,8 @@ func main() {
 		out, err = runLaunch(&o)
 	case "idle":
 		out, err = runIdle(&o)
+	case "counter":
+		out, err = runCounter(&o)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
