@@ -2,14 +2,17 @@
 # The benchmark harness (issue 16): intercom against go-plugin v1.8.0 and raw tonic.
 #
 #   scripts/bench.sh [--rounds N]   full run; writes BENCHMARKS.md (a few minutes)
+#   scripts/bench.sh --only 1,5     those scenarios only; prints, writes nothing
 #   scripts/bench.sh --smoke        a few hundred calls per scenario, one round; proves the
-#                                   harness works, asserts no timings, writes nothing
+#                                   harness works, asserts no timings, writes nothing; uses
+#                                   the dev profile, so it reuses the test suite's build
 #
 # Builds the peers first: the Go ones from the Go module proxy (the interop fixtures'
-# kv-plugin and counter-plugin via scripts/build-go-fixtures.sh into target/go-fixtures/, and the go-plugin
-# bench host from bench/go into target/go-bench/, both reusing Go's build and module
-# caches), the Rust ones in release mode (bench-host, bench-raw-server, kv-plugin, counter-plugin).
-# Then runs the driver (bench/src/main.rs), which prints one markdown table.
+# kv-plugin and counter-plugin via scripts/build-go-fixtures.sh into target/go-fixtures/,
+# and the go-plugin bench host from bench/go into target/go-bench/, both reusing Go's
+# build and module caches), the Rust ones (bench-host, bench-raw-server, kv-plugin,
+# counter-plugin) in release mode. Then runs the driver (bench/src/main.rs), which prints
+# one markdown table.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +20,7 @@ cd "$ROOT"
 
 smoke=0
 for arg in "$@"; do
-    [ "$arg" = "--smoke" ] && smoke=1
+    if [ "$arg" = "--smoke" ]; then smoke=1; fi
 done
 
 GO_FIXTURES="$(scripts/build-go-fixtures.sh | tail -n 1)"
@@ -30,11 +33,14 @@ mkdir -p "$GO_BENCH"
     -o "$GO_BENCH/" ./cmd/...)
 cp "$GO_FIXTURES/kv-plugin" "$GO_FIXTURES/counter-plugin" "$GO_BENCH/"
 
-cargo build --release --quiet -p intercom-bench -p kv -p bidirectional
+profile=release
+[ "$smoke" = 0 ] || profile=dev
+cargo build --profile "$profile" --quiet -p intercom-bench -p kv -p bidirectional
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+[ "$profile" = release ] || profile=debug
 
 args=(--go-dir "$GO_BENCH" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" --command "scripts/bench.sh${*:+ $*}")
 if [ "$smoke" = 0 ]; then
     args+=(--out "$ROOT/BENCHMARKS.md")
 fi
-exec "$TARGET_DIR/release/intercom-bench" "${args[@]}" "$@"
+exec "$TARGET_DIR/$profile/intercom-bench" "${args[@]}" "$@"

@@ -2,8 +2,11 @@
 //! interleaved rounds and writes one markdown table of same-run ratios.
 //!
 //! ```text
-//! intercom-bench --go-dir DIR [--rounds N] [--smoke] [--out FILE] [--date D] [--command C]
+//! intercom-bench --go-dir DIR [--rounds N] [--smoke] [--only 1,5] [--out FILE] [--date D] [--command C]
 //! ```
+//!
+//! `--only` keeps the scenarios with those numbers and then writes no `--out` file (a
+//! partial table must not replace BENCHMARKS.md).
 //!
 //! Peers: `bench-go-host` (go-plugin v1.8.0 host, bench/go) and `kv-plugin` (go-plugin
 //! plugin, tests/fixtures/go) from `--go-dir`; `bench-host`, `kv-plugin` and
@@ -239,6 +242,11 @@ struct Sizes {
     idle_clients: usize,
     counter_calls: usize,
 }
+
+/// A job that fails is run again, at most this many times in all; every retry is listed
+/// under the table (go-plugin's multiplexed broker can refuse a knock that races
+/// `AcceptAndServe`, "no listener for id N", on a loaded machine).
+const ATTEMPTS: usize = 3;
 
 const PAYLOADS: [(&str, usize); 4] = [
     ("1k", 1 << 10),
@@ -527,6 +535,7 @@ struct Args {
     out: Option<PathBuf>,
     date: String,
     command: String,
+    only: Vec<String>,
 }
 
 fn parse() -> Result<Args, BoxError> {
@@ -537,6 +546,7 @@ fn parse() -> Result<Args, BoxError> {
         out: None,
         date: "unknown date".into(),
         command: "scripts/bench.sh".into(),
+        only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -548,6 +558,7 @@ fn parse() -> Result<Args, BoxError> {
             "--out" => a.out = Some(value()?.into()),
             "--date" => a.date = value()?,
             "--command" => a.command = value()?,
+            "--only" => a.only = value()?.split(',').map(str::to_string).collect(),
             _ => return Err(format!("unknown flag {flag}").into()),
         }
     }
@@ -617,7 +628,19 @@ fn run() -> Result<(), BoxError> {
             counter_calls: 1000,
         }
     };
-    let plan = plan(&sizes);
+    let mut plan = plan(&sizes);
+    if !args.only.is_empty() {
+        let full = plan;
+        plan = Plan::default();
+        for row in full.rows {
+            let number = row.scenario.split(' ').next().unwrap_or_default();
+            if args.only.iter().any(|o| o == number) {
+                let subject = full.jobs[row.subject].clone();
+                let reference = full.jobs[row.reference].clone();
+                plan.row(row.scenario, row.metric, subject, reference, row.target);
+            }
+        }
+    }
 
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("kv_small"), b"value")?;
@@ -628,6 +651,7 @@ fn run() -> Result<(), BoxError> {
     let load_before = loadavg();
     let n = plan.jobs.len();
     let mut results: Vec<Vec<HashMap<String, f64>>> = vec![Vec::new(); n];
+    let mut retried = Vec::new();
     for round in 0..args.rounds {
         eprintln!(
             "intercom-bench: round {}/{} ({n} jobs)",
@@ -636,7 +660,21 @@ fn run() -> Result<(), BoxError> {
         );
         for k in 0..n {
             let i = (k + round * n / args.rounds) % n;
-            let got = run_job(&plan.jobs[i], &peers, dir.path())?;
+            let job = &plan.jobs[i];
+            let mut attempt = 1;
+            let got = loop {
+                match run_job(job, &peers, dir.path()) {
+                    Ok(got) => break got,
+                    Err(err) if attempt < ATTEMPTS => {
+                        let last = err.to_string();
+                        let last = last.lines().last().unwrap_or_default().trim().to_string();
+                        eprintln!("intercom-bench: retrying a failed job: {err}");
+                        retried.push(format!("{} {:?}: {last}", job.subject(), job.args));
+                        attempt += 1;
+                    }
+                    Err(err) => return Err(err),
+                }
+            };
             results[i].push(got);
         }
     }
@@ -723,9 +761,21 @@ fn run() -> Result<(), BoxError> {
         counter = sizes.counter_calls,
     );
     doc.push_str(&table);
+    if retried.is_empty() {
+        doc.push_str("\nNo job failed.\n");
+    } else {
+        let _ = writeln!(
+            doc,
+            "\n{} job runs failed and were run again (the table has only successful runs):\n",
+            retried.len()
+        );
+        for r in &retried {
+            let _ = writeln!(doc, "- {r}");
+        }
+    }
     print!("{table}");
     std::io::stdout().flush()?;
-    if let Some(out) = &args.out {
+    if let Some(out) = args.out.as_ref().filter(|_| args.only.is_empty()) {
         std::fs::write(out, doc)?;
         eprintln!("intercom-bench: wrote {}", out.display());
     }
