@@ -54,6 +54,7 @@ unshare --user --map-root-user --net --mount -- sh -c '
     mount --bind "$0" /etc/hosts &&
     exec cargo test --workspace --locked --offline --no-fail-fast "$@"
 ' "$hosts" "${features[@]}" "$@" || tests=$?
+scripts/bench.sh --smoke >/dev/null || tests=$? # the benchmark harness works (no timings)
 if [ "$checks" -ne 0 ]; then
     echo "test.sh: scripts/checks.sh failed (its output is above the tests')" >&2
     [ "$tests" -ne 0 ] || tests=1
