@@ -2,10 +2,12 @@
 //! interleaved rounds and writes one markdown table of same-run ratios.
 //!
 //! ```text
-//! intercom-bench --go-dir DIR [--rounds N] [--smoke] [--only 1,5] [--out FILE] [--date D] [--command C]
+//! intercom-bench --go-dir DIR [--rounds N] [--smoke] [--only 1,5] [--nojitter-plugin PATH]
+//!                [--out FILE] [--date D] [--command C]
 //! ```
 //!
-//! `--only` keeps the scenarios with those numbers and then writes no `--out` file (a
+//! `--nojitter-plugin` adds launch rows for a kv-plugin built with
+//! `AWS_LC_SYS_NO_JITTER_ENTROPY=1`. `--only` keeps the scenarios with those numbers and then writes no `--out` file (a
 //! partial table must not replace BENCHMARKS.md).
 //!
 //! Peers: `bench-go-host` (go-plugin v1.8.0 host, bench/go) and `kv-plugin` (go-plugin
@@ -38,6 +40,9 @@ enum Host {
 enum Plugin {
     Go,
     Rust,
+    /// `kv-plugin` built with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` (aws-lc seeds its RNG from
+    /// the OS only, without its once-per-process CPU jitter entropy collection).
+    RustNoJitter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,6 +112,7 @@ impl Job {
         let plugin = match self.plugin {
             Plugin::Go => "Go plugin",
             Plugin::Rust => "Rust plugin",
+            Plugin::RustNoJitter => "Rust plugin built without aws-lc jitter entropy",
         };
         let tcp = if self.transport == Transport::Tcp {
             " (tcp)"
@@ -268,7 +274,7 @@ fn get_args(key: &str, warmup: usize, calls: usize, callers: usize) -> Vec<Strin
     args
 }
 
-fn plan(s: &Sizes) -> Plan {
+fn plan(s: &Sizes, nojitter: bool) -> Plan {
     let mut p = Plan::default();
     let job = |host, plugin, transport, wire, args: &Vec<String>| Job {
         host,
@@ -355,7 +361,17 @@ fn plan(s: &Sizes) -> Plan {
         let ours = job(Host::Intercom(false), Plugin::Rust, Unix, wire, &launch);
         let target = Target::Ratio(if wire.mtls { 0.8 } else { 0.6 });
         p.row(&sc, FIRST_CALL, ours.clone(), go.clone(), Some(target));
-        p.row(&sc, KILL, ours, go, None);
+        p.row(&sc, KILL, ours, go.clone(), None);
+        if nojitter && wire.mtls {
+            let nj = job(
+                Host::Intercom(false),
+                Plugin::RustNoJitter,
+                Unix,
+                wire,
+                &launch,
+            );
+            p.row(&sc, FIRST_CALL, nj, go, Some(target));
+        }
     }
     let sc = "5 launch, unix, each side's defaults (go-plugin classic plaintext, intercom multiplexed AutoMTLS)";
     let go = job(Host::Go, Plugin::Go, Unix, Wire::CLASSIC, &launch);
@@ -423,6 +439,7 @@ struct Peers {
     host: PathBuf,
     plugin: PathBuf,
     counter_plugin: PathBuf,
+    nojitter_plugin: Option<PathBuf>,
     raw_server: PathBuf,
 }
 
@@ -452,6 +469,10 @@ fn run_job(job: &Job, peers: &Peers, dir: &Path) -> Result<HashMap<String, f64>,
         (Plugin::Go, true) => &peers.go_counter_plugin,
         (Plugin::Rust, false) => &peers.plugin,
         (Plugin::Rust, true) => &peers.counter_plugin,
+        (Plugin::RustNoJitter, _) => peers
+            .nojitter_plugin
+            .as_ref()
+            .ok_or("--nojitter-plugin was not given")?,
     };
     let mut cmd = Command::new(program);
     cmd.current_dir(dir).args(&job.args);
@@ -536,6 +557,7 @@ struct Args {
     date: String,
     command: String,
     only: Vec<String>,
+    nojitter_plugin: Option<PathBuf>,
 }
 
 fn parse() -> Result<Args, BoxError> {
@@ -547,6 +569,7 @@ fn parse() -> Result<Args, BoxError> {
         date: "unknown date".into(),
         command: "scripts/bench.sh".into(),
         only: Vec::new(),
+        nojitter_plugin: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -558,6 +581,7 @@ fn parse() -> Result<Args, BoxError> {
             "--out" => a.out = Some(value()?.into()),
             "--date" => a.date = value()?,
             "--command" => a.command = value()?,
+            "--nojitter-plugin" => a.nojitter_plugin = Some(value()?.into()),
             "--only" => a.only = value()?.split(',').map(str::to_string).collect(),
             _ => return Err(format!("unknown flag {flag}").into()),
         }
@@ -592,6 +616,7 @@ fn run() -> Result<(), BoxError> {
         host: here.join("bench-host"),
         plugin: here.join("kv-plugin"),
         counter_plugin: here.join("counter-plugin"),
+        nojitter_plugin: args.nojitter_plugin.clone(),
         raw_server: here.join("bench-raw-server"),
     };
     for p in [
@@ -602,7 +627,10 @@ fn run() -> Result<(), BoxError> {
         &peers.plugin,
         &peers.counter_plugin,
         &peers.raw_server,
-    ] {
+    ]
+    .into_iter()
+    .chain(&peers.nojitter_plugin)
+    {
         if !p.is_file() {
             return Err(format!("peer {} is missing: run scripts/bench.sh", p.display()).into());
         }
@@ -628,7 +656,7 @@ fn run() -> Result<(), BoxError> {
             counter_calls: 1000,
         }
     };
-    let mut plan = plan(&sizes);
+    let mut plan = plan(&sizes, peers.nojitter_plugin.is_some());
     if !args.only.is_empty() {
         let full = plan;
         plan = Plan::default();
@@ -748,7 +776,11 @@ fn run() -> Result<(), BoxError> {
          minus before, over {idle}; broker callback: examples/bidirectional's `Counter.Put`, \
          {counter} sequential calls, each serving the host's `AddHelper` on a fresh broker \
          id that the plugin dials and calls. go-plugin plugins listen only on unix sockets on Linux, so tcp rows \
-         compare intercom with raw tonic. Ratio = subject / reference.\n\n",
+         compare intercom with raw tonic. A \"Rust plugin built without aws-lc jitter \
+         entropy\" is examples/kv's plugin built with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` \
+         (aws-lc-rs's build switch; its RNG then seeds from the OS only), to show what \
+         aws-lc's once-per-process jitter entropy collection costs a launch with AutoMTLS. \
+         Ratio = subject / reference.\n\n",
         cmd = args.command,
         date = args.date,
         cpu = cpu_model(),
