@@ -775,7 +775,10 @@ fn run() -> Result<(), BoxError> {
          that size; idle: (RSS, fds) after launching {idle} plugins and one call on each, \
          minus before, over {idle}; broker callback: examples/bidirectional's `Counter.Put`, \
          {counter} sequential calls, each serving the host's `AddHelper` on a fresh broker \
-         id that the plugin dials and calls. go-plugin plugins listen only on unix sockets on Linux, so tcp rows \
+         id that the plugin dials and calls (go-plugin's multiplexed broker sometimes \
+         refuses the plugin's knock, \"no listener for id N\", when the knock beats the \
+         host's `AcceptAndServe` goroutine; bench-go-host then makes that call again and \
+         counts the failed attempt in its time; refused knocks in this run: {refused}). go-plugin plugins listen only on unix sockets on Linux, so tcp rows \
          compare intercom with raw tonic. A \"Rust plugin built without aws-lc jitter \
          entropy\" is examples/kv's plugin built with `AWS_LC_SYS_NO_JITTER_ENTROPY=1` \
          (aws-lc-rs's build switch; its RNG then seeds from the OS only), to show what \
@@ -791,6 +794,11 @@ fn run() -> Result<(), BoxError> {
         reps = sizes.launch_reps,
         idle = sizes.idle_clients,
         counter = sizes.counter_calls,
+        refused = results
+            .iter()
+            .flatten()
+            .filter_map(|m| m.get("knock_refused"))
+            .sum::<f64>(),
     );
     doc.push_str(&table);
     if retried.is_empty() {
