@@ -180,55 +180,9 @@ pub enum ServeError {
 /// # Errors
 /// Misconfiguration, listener and TLS set-up failures, and server failures.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    let hs = &config.handshake;
-    if hs.magic_cookie_key.is_empty() || hs.magic_cookie_value.is_empty() {
-        eprintln!(
-            "Misconfigured ServeConfig given to serve this plugin: no magic cookie\nkey or value was set. Please notify the plugin author and report\nthis as a bug."
-        );
-        return Err(ServeError::Misconfigured);
-    }
-    if std::env::var(hs.magic_cookie_key.as_ref()).ok().as_deref()
-        != Some(hs.magic_cookie_value.as_ref())
-    {
-        eprint!("{NOT_A_PLUGIN_HOST_MESSAGE}");
-        std::process::exit(1);
-    }
-    let all = config.versions();
-    let plugin_versions: Vec<u32> = all.keys().copied().collect();
-    if plugin_versions.is_empty() {
-        return Err(ServeError::NoPlugins);
-    }
-    let (version, invalid) = negotiate_version(
-        std::env::var(env::PROTOCOL_VERSIONS).ok().as_deref(),
-        &plugin_versions,
-    );
-    for bad in invalid {
-        eprint!("server sent invalid plugin version {bad:?}");
-    }
-    let plugins = all.get(&version).cloned().unwrap_or_default();
-
-    ignore_sigint();
-
-    // AutoMTLS: only when the host sent its certificate.
-    let client_cert = std::env::var(env::CLIENT_CERT).unwrap_or_default();
-    let (identity, tls) = if client_cert.is_empty() {
-        (None, None)
-    } else {
-        let peer =
-            crate::tls::parse_pem_certificate(&client_cert).map_err(ServeError::ClientCert)?;
-        let identity = crate::tls::Identity::generate().map_err(ServeError::Tls)?;
-        let pair = TlsPair::new(&identity, &peer).map_err(ServeError::Tls)?;
-        (Some(identity), Some(pair))
-    };
-
-    let mux_env = std::env::var(env::MULTIPLEX_GRPC).unwrap_or_default();
-    let multiplex = parse_go_bool(&mux_env) == Some(true);
-
-    let listen = match config.listen.clone() {
-        Some(l) => l,
-        None => ListenConfig::from_env()?,
-    };
-    let listener = Listener::bind(&listen)?;
+    check_host(&config.handshake)?;
+    let negotiated = Negotiated::from_env(&config)?;
+    let listener = Listener::bind(&negotiated.listen)?;
     let address = listener
         .address()
         .map_err(|source| crate::transport::ListenError::Bind {
@@ -240,63 +194,20 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     // A plugin on a fixed TCP address (Kubernetes) outlives host connections: the host may
     // reconnect (a dropped port-forward, a reattach). Elsewhere the host is our parent and
     // a closed session means it is gone.
-    let persistent = matches!(listen, ListenConfig::Tcp(_));
-    let mode = if multiplex {
-        Mode::Mux(mux_slot.clone())
-    } else {
-        // Classic broker listeners: our own kind of listener, in the same place.
-        Mode::Classic(match &listen {
-            ListenConfig::Tcp(addr) => ListenConfig::Tcp(std::net::SocketAddr::new(addr.ip(), 0)),
-            other => other.clone(),
-        })
-    };
-    let session = Session::new(Side::Plugin, mode, tls.clone());
+    let persistent = matches!(negotiated.listen, ListenConfig::Tcp(_));
+    let session = Session::new(
+        Side::Plugin,
+        negotiated.broker_mode(&mux_slot),
+        negotiated.tls.clone(),
+    );
     let broker = GrpcBroker::from(session.clone());
     let shutdown = CancellationToken::new();
     // A plugin on a fixed address is not its host's child (Kubernetes, reattach).
     let outlive = std::env::var_os(env::OUTLIVE_HOST).is_some_and(|v| !v.is_empty());
     crate::host_watch::spawn(&shutdown, !persistent && !outlive);
 
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_service_status(
-            crate::GRPC_SERVICE_NAME,
-            tonic_health::ServingStatus::Serving,
-        )
-        .await;
-    let mut routes = RoutesBuilder::default();
-    routes
-        .add_service(health)
-        .add_service(session.service())
-        .add_service(
-            crate::proto::grpc_controller_server::GrpcControllerServer::new(Controller {
-                shutdown: shutdown.clone(),
-            }),
-        );
-    for (name, plugin) in plugins.iter() {
-        plugin
-            .server(&broker, &mut routes)
-            .map_err(|source| ServeError::Register {
-                name: name.to_string(),
-                source,
-            })?;
-    }
-
-    let line = Handshake {
-        core_version: crate::CORE_PROTOCOL_VERSION,
-        app_version: version,
-        network: listener.network(),
-        address,
-        protocol: Protocol::Grpc,
-        server_cert: identity.as_ref().map(|i| i.cert_der().to_vec()),
-        multiplex: (!mux_env.is_empty()).then_some(true),
-    };
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")
-            .and_then(|()| out.flush())
-            .map_err(ServeError::Stdout)?;
-    }
+    let mut routes = build_routes(&negotiated.plugins, &session, &broker, &shutdown).await?;
+    print_handshake(&negotiated, &listener, address)?;
 
     let capture = if config.capture_stdio {
         Some(crate::stdio::StdioCapture::install().map_err(ServeError::Stdio)?)
@@ -316,47 +227,29 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         )),
     };
     install_panic_logger();
-    if let Some(id) = &identity {
+    if let Some(id) = &negotiated.identity {
         tracing::debug!(fingerprint = %id.fingerprint(), "AutoMTLS on");
     }
-    tracing::debug!(version, multiplex, "plugin serving");
+    tracing::debug!(
+        version = negotiated.version,
+        multiplex = negotiated.multiplex,
+        "plugin serving"
+    );
 
+    let tls = negotiated.tls;
     let (raw_tx, raw_rx) = mpsc::channel(16);
     let (secured_tx, secured_rx) = mpsc::channel(16);
-    // Plaintext connections while AutoMTLS is on get only the health service: that is
-    // what a kubelet's gRPC readiness probe needs, and all it can reach.
-    let (probe_tx, probe_rx) = mpsc::channel::<Io>(16);
-    let probe_task = if tls.is_some() {
-        let (probe_reporter, probe_health) = tonic_health::server::health_reporter();
-        probe_reporter
-            .set_service_status(
-                crate::GRPC_SERVICE_NAME,
-                tonic_health::ServingStatus::Serving,
-            )
-            .await;
-        let incoming = ReceiverStream::new(probe_rx).map(Ok::<_, std::io::Error>);
-        let shutdown = shutdown.clone();
-        Some(tokio::spawn(async move {
-            let _keep = probe_reporter;
-            let _ = tonic::transport::Server::builder()
-                .add_service(probe_health)
-                .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-                .await;
-        }))
-    } else {
-        drop(probe_rx);
-        None
-    };
+    let (probe_tx, probe_task) = probe_server(tls.is_some(), &shutdown).await;
     let admission = Admission::new(
         session.clone(),
         mux_slot,
         tls.clone(),
-        multiplex,
+        negotiated.multiplex,
         persistent,
         Routes {
             raw: raw_tx,
             secured: secured_tx,
-            probe: tls.is_some().then_some(probe_tx),
+            probe: probe_tx,
         },
         shutdown.clone(),
     );
@@ -382,6 +275,185 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     }
     drop(capture);
     result
+}
+
+/// The magic cookie: a plugin run by hand (not by a host) says so and exits 1, as
+/// go-plugin's plugins do.
+fn check_host(hs: &HandshakeConfig) -> Result<(), ServeError> {
+    if hs.magic_cookie_key.is_empty() || hs.magic_cookie_value.is_empty() {
+        eprintln!(
+            "Misconfigured ServeConfig given to serve this plugin: no magic cookie\nkey or value was set. Please notify the plugin author and report\nthis as a bug."
+        );
+        return Err(ServeError::Misconfigured);
+    }
+    if std::env::var(hs.magic_cookie_key.as_ref()).ok().as_deref()
+        != Some(hs.magic_cookie_value.as_ref())
+    {
+        eprint!("{NOT_A_PLUGIN_HOST_MESSAGE}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// What the host's environment and the config settle before serving.
+struct Negotiated {
+    version: u32,
+    plugins: PluginSet,
+    /// AutoMTLS (only when the host sent its certificate): our identity and the pinned pair.
+    identity: Option<crate::tls::Identity>,
+    tls: Option<TlsPair>,
+    /// The host asked for the multiplexed broker (`PLUGIN_MULTIPLEX_GRPC` true).
+    multiplex: bool,
+    /// `PLUGIN_MULTIPLEX_GRPC` was set at all (then the handshake carries the MUX field).
+    mux_requested: bool,
+    listen: ListenConfig,
+}
+
+impl Negotiated {
+    fn from_env(config: &ServeConfig) -> Result<Self, ServeError> {
+        let all = config.versions();
+        let plugin_versions: Vec<u32> = all.keys().copied().collect();
+        if plugin_versions.is_empty() {
+            return Err(ServeError::NoPlugins);
+        }
+        let (version, invalid) = negotiate_version(
+            std::env::var(env::PROTOCOL_VERSIONS).ok().as_deref(),
+            &plugin_versions,
+        );
+        for bad in invalid {
+            eprint!("server sent invalid plugin version {bad:?}");
+        }
+        let plugins = all.get(&version).cloned().unwrap_or_default();
+
+        ignore_sigint();
+
+        let client_cert = std::env::var(env::CLIENT_CERT).unwrap_or_default();
+        let (identity, tls) = if client_cert.is_empty() {
+            (None, None)
+        } else {
+            let peer =
+                crate::tls::parse_pem_certificate(&client_cert).map_err(ServeError::ClientCert)?;
+            let identity = crate::tls::Identity::generate().map_err(ServeError::Tls)?;
+            let pair = TlsPair::new(&identity, &peer).map_err(ServeError::Tls)?;
+            (Some(identity), Some(pair))
+        };
+
+        let mux_env = std::env::var(env::MULTIPLEX_GRPC).unwrap_or_default();
+        let listen = match config.listen.clone() {
+            Some(l) => l,
+            None => ListenConfig::from_env()?,
+        };
+        Ok(Self {
+            version,
+            plugins,
+            identity,
+            tls,
+            multiplex: parse_go_bool(&mux_env) == Some(true),
+            mux_requested: !mux_env.is_empty(),
+            listen,
+        })
+    }
+
+    fn broker_mode(&self, mux_slot: &MuxSlot) -> Mode {
+        if self.multiplex {
+            Mode::Mux(mux_slot.clone())
+        } else {
+            // Classic broker listeners: our own kind of listener, in the same place.
+            Mode::Classic(match &self.listen {
+                ListenConfig::Tcp(addr) => {
+                    ListenConfig::Tcp(std::net::SocketAddr::new(addr.ip(), 0))
+                }
+                other => other.clone(),
+            })
+        }
+    }
+}
+
+/// Health, broker, controller and the negotiated plugins' services.
+async fn build_routes(
+    plugins: &PluginSet,
+    session: &Session,
+    broker: &GrpcBroker,
+    shutdown: &CancellationToken,
+) -> Result<RoutesBuilder, ServeError> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status(
+            crate::GRPC_SERVICE_NAME,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    let mut routes = RoutesBuilder::default();
+    routes
+        .add_service(health)
+        .add_service(session.service())
+        .add_service(
+            crate::proto::grpc_controller_server::GrpcControllerServer::new(Controller {
+                shutdown: shutdown.clone(),
+            }),
+        );
+    for (name, plugin) in plugins.iter() {
+        plugin
+            .server(broker, &mut routes)
+            .map_err(|source| ServeError::Register {
+                name: name.to_string(),
+                source,
+            })?;
+    }
+    Ok(routes)
+}
+
+/// Prints the handshake line on stdout.
+fn print_handshake(
+    negotiated: &Negotiated,
+    listener: &Listener,
+    address: String,
+) -> Result<(), ServeError> {
+    let line = Handshake {
+        core_version: crate::CORE_PROTOCOL_VERSION,
+        app_version: negotiated.version,
+        network: listener.network(),
+        address,
+        protocol: Protocol::Grpc,
+        server_cert: negotiated.identity.as_ref().map(|i| i.cert_der().to_vec()),
+        multiplex: negotiated.mux_requested.then_some(true),
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(ServeError::Stdout)
+}
+
+/// With AutoMTLS, plaintext connections get only the health service: that is what a
+/// kubelet's gRPC readiness probe needs, and all it can reach. Returns where to send them.
+async fn probe_server(
+    tls: bool,
+    shutdown: &CancellationToken,
+) -> (
+    Option<mpsc::Sender<Io>>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    if !tls {
+        return (None, None);
+    }
+    let (probe_tx, probe_rx) = mpsc::channel::<Io>(16);
+    let (probe_reporter, probe_health) = tonic_health::server::health_reporter();
+    probe_reporter
+        .set_service_status(
+            crate::GRPC_SERVICE_NAME,
+            tonic_health::ServingStatus::Serving,
+        )
+        .await;
+    let incoming = ReceiverStream::new(probe_rx).map(Ok::<_, std::io::Error>);
+    let shutdown = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let _keep = probe_reporter;
+        let _ = tonic::transport::Server::builder()
+            .add_service(probe_health)
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await;
+    });
+    (Some(probe_tx), Some(task))
 }
 
 /// `plugin.GRPCController`: the host's graceful shutdown request.
