@@ -274,8 +274,8 @@ impl ClientConfig {
             self.handshake.magic_cookie_value.to_string(),
         )];
         if let Some((min, max)) = ports {
-            env.push(("PLUGIN_MIN_PORT".into(), min.to_string()));
-            env.push(("PLUGIN_MAX_PORT".into(), max.to_string()));
+            env.push((crate::protocol::env::MIN_PORT.into(), min.to_string()));
+            env.push((crate::protocol::env::MAX_PORT.into(), max.to_string()));
         }
         env.push((
             serve_env::PROTOCOL_VERSIONS.into(),

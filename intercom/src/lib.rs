@@ -22,13 +22,13 @@ pub mod handshake;
 pub mod include;
 pub mod logs;
 pub mod proto;
+pub mod protocol;
 pub mod stdio;
 pub mod tls;
 
 /// The go-plugin core protocol version this crate speaks (the first handshake field).
 pub const CORE_PROTOCOL_VERSION: u32 = 1;
-/// The port a plugin listens on when told to use TCP without a port (Kubernetes).
-pub const DEFAULT_SERVER_PORT: u16 = 50077;
+pub use protocol::DEFAULT_SERVER_PORT;
 /// The largest message a host's generated clients send and receive: 2³¹−1 bytes, as
 /// go-plugin's host (`math.MaxInt32`), instead of tonic's 4 MiB receive limit. Servers
 /// keep gRPC's 4 MiB receive limit, as go-plugin's plugins do. A client from

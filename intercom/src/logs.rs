@@ -47,9 +47,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 /// The `tracing` target of the events [`emit`] produces for plugin log lines.
 pub const PLUGIN_LOG_TARGET: &str = "intercom::plugin";
 
-/// The longest plugin log line the host reads as one (64 KiB, every runtime); a longer
-/// line arrives in pieces of this size.
-pub const MAX_LOG_LINE: usize = 64 * 1024;
+pub use crate::protocol::MAX_LOG_LINE;
 
 /// Keys of an hclog JSON object that are not user fields.
 const LEVEL_KEY: &str = "@level";

@@ -19,18 +19,8 @@ use crate::handshake::{Handshake, HandshakeConfig, Protocol, negotiate_version};
 use crate::plugin::{BoxError, GrpcPlugin, PluginSet};
 use crate::transport::{Io, ListenConfig, Listener, TlsPair};
 
-/// Environment variables the host sets for the plugin (go-plugin's names).
-pub mod env {
-    /// Comma-separated app protocol versions the host supports.
-    pub const PROTOCOL_VERSIONS: &str = "PLUGIN_PROTOCOL_VERSIONS";
-    /// Present (non-empty) when the host wants the broker multiplexed over one connection.
-    pub const MULTIPLEX_GRPC: &str = "PLUGIN_MULTIPLEX_GRPC";
-    /// The host's AutoMTLS certificate (PEM).
-    pub const CLIENT_CERT: &str = "PLUGIN_CLIENT_CERT";
-    /// intercom: when set (non-empty), the plugin keeps running after its parent process
-    /// exits, for a later host to reattach to (set by `ProcessLauncher::outlive_host`).
-    pub const OUTLIVE_HOST: &str = "INTERCOM_OUTLIVE_HOST";
-}
+/// Environment variables the host sets for the plugin (the [`protocol`](crate::protocol) ones).
+pub use crate::protocol::env;
 
 /// The text go-plugin prints (to stderr) when a plugin is run by hand.
 pub const NOT_A_PLUGIN_HOST_MESSAGE: &str = "This binary is a plugin. These are not meant to be executed directly.\nPlease execute the program that consumes these plugins, which will\nload any plugins automatically\n";

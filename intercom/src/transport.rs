@@ -17,23 +17,8 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use crate::handshake::Network;
 use crate::unix_socket::{self, SocketDirError, SocketGroup, SocketGroupError};
 
-/// Environment variables the listener honours (go-plugin's names, plus intercom's own).
-pub mod env {
-    /// Lowest TCP port a plugin may bind (go-plugin).
-    pub const MIN_PORT: &str = "PLUGIN_MIN_PORT";
-    /// Highest TCP port a plugin may bind (go-plugin).
-    pub const MAX_PORT: &str = "PLUGIN_MAX_PORT";
-    /// Directory for unix sockets (go-plugin).
-    pub const UNIX_SOCKET_DIR: &str = "PLUGIN_UNIX_SOCKET_DIR";
-    /// Group (name or gid) given access to the plugin's unix socket (go-plugin).
-    pub const UNIX_SOCKET_GROUP: &str = "PLUGIN_UNIX_SOCKET_GROUP";
-    /// intercom: listen on TCP at exactly this `ip:port` (set by the Kubernetes runtime
-    /// and by intercom-envtest's kubelet, which gives every pod its own loopback IP).
-    pub const LISTEN_ADDR: &str = "INTERCOM_LISTEN_ADDR";
-    /// intercom: `tcp` makes the plugin listen on TCP `127.0.0.1` within the port range
-    /// instead of a unix socket.
-    pub const TRANSPORT: &str = "INTERCOM_TRANSPORT";
-}
+/// Environment variables the listener honours (the [`protocol`](crate::protocol) ones).
+pub use crate::protocol::env;
 
 /// Where and how a plugin listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,7 +29,7 @@ pub const INSTANCE_LABEL: &str = "intercom.dev/instance";
 /// The app protocol versions the host offered (for discovery).
 pub const PROTOCOL_ANNOTATION: &str = "intercom.dev/protocol-versions";
 /// The env var carrying the pod IP (downward API) into `INTERCOM_LISTEN_ADDR`.
-pub const POD_IP_ENV: &str = "INTERCOM_POD_IP";
+pub const POD_IP_ENV: &str = crate::protocol::env::POD_IP;
 
 /// A plugin Deployment + Service built from an image and a few options.
 ///
