@@ -3,7 +3,7 @@
 //! port intercom listens on when it picks one, and the longest log line read as one.
 //!
 //! [`serve::env`](crate::serve::env) and [`transport::env`](crate::transport::env) are
-//! this module's [`env`], under the names they had before.
+//! this module's [`env`](mod@env), under the names they had before.
 
 /// The port a plugin listens on when told to use TCP without a port (Kubernetes).
 pub const DEFAULT_SERVER_PORT: u16 = 50077;
