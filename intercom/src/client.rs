@@ -31,6 +31,10 @@ pub const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(2);
 /// before recording the exit for the calls' errors.
 const EXIT_STDERR_GRACE: Duration = Duration::from_millis(200);
 
+/// At most how long a bad handshake waits for the stderr pump to catch up with what a
+/// still-running plugin printed before it.
+const STDERR_DRAIN: Duration = Duration::from_millis(50);
+
 /// Whether brokered connections ride the one host→plugin connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -700,8 +704,8 @@ impl Client {
             }
             LineOutcome::Eof => {
                 let status = tokio::time::timeout(Duration::from_secs(2), handle.wait()).await;
-                // Let the stderr pump drain what the plugin said last.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Let the stderr pump drain what the plugin said last (it ends at EOF).
+                let _ = tokio::time::timeout(EXIT_STDERR_GRACE, stderr_done.cancelled()).await;
                 return Err(match status {
                     Ok(status) => ClientError::ExitedBeforeHandshake {
                         name,
@@ -727,7 +731,9 @@ impl Client {
         }) {
             Ok(h) => h,
             Err(source) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // The plugin still runs (its stderr stays open): give the pump a moment
+                // for what it printed before the bad line.
+                let _ = tokio::time::timeout(STDERR_DRAIN, stderr_done.cancelled()).await;
                 return Err(ClientError::Handshake {
                     name,
                     stderr: stderr_tail(&tail),
