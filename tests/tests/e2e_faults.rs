@@ -101,6 +101,27 @@ async fn deployments_in(kube: &kube::Client, ns: &str) -> usize {
         .len()
 }
 
+/// Starts `client` in a task and aborts it `after` the moment `reached` first holds
+/// (within 30 s); the start must still have been running.
+async fn cancel_start_once<F, Fut>(client: intercom::Client, after: Duration, reached: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = tokio::spawn(async move { client.start().await.map_err(|e| e.to_string()) });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reached().await {
+        assert!(Instant::now() < deadline, "the start never got that far");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(after).await;
+    start.abort();
+    assert!(
+        start.await.is_err_and(|e| e.is_cancelled()),
+        "the start was still running"
+    );
+}
+
 #[tokio::test]
 async fn e2e_a_create_whose_answer_was_lost_is_adopted() {
     timed(async {
@@ -143,18 +164,11 @@ async fn e2e_a_cancelled_start_leaves_no_deployment() {
             PluginWorkload::new(PLUGIN_IMAGE),
             ConnectMode::PortForward,
         ));
-        let start = tokio::spawn(async move { client.start().await.map_err(|e| e.to_string()) });
         // Cancel while the Service create is in flight: the Deployment exists by then.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while deployments_in(&kube, &ns).await == 0 {
-            assert!(Instant::now() < deadline, "the Deployment never appeared");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        start.abort();
-        assert!(
-            start.await.is_err_and(|e| e.is_cancelled()),
-            "the start was still running"
-        );
+        cancel_start_once(client, Duration::ZERO, || async {
+            deployments_in(&kube, &ns).await > 0
+        })
+        .await;
         assert_nothing_left(&kube, &ns).await;
     })
     .await;
@@ -174,20 +188,12 @@ async fn e2e_a_start_cancelled_while_waiting_for_its_pod_leaves_nothing() {
             silent,
             ConnectMode::PortForward,
         ));
-        let start = tokio::spawn(async move { client.start().await.map_err(|e| e.to_string()) });
         let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(kube.clone(), &ns);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while services.get_opt("waiting").await.unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the Service never appeared");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        // The watch task is running and holds the plugin by now.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        start.abort();
-        assert!(
-            start.await.is_err_and(|e| e.is_cancelled()),
-            "the start was still running"
-        );
+        // 1 s after the Service exists the watch task runs and holds the plugin.
+        cancel_start_once(client, Duration::from_secs(1), || async {
+            services.get_opt("waiting").await.unwrap().is_some()
+        })
+        .await;
         assert_nothing_left(&kube, &ns).await;
     })
     .await;
