@@ -351,12 +351,7 @@ pub fn validate_service(
         errors.push(err(S, "spec", ValidationErrorKind::Missing));
         return Err(errors);
     };
-    let pod_labels = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
+    let pod_labels = pod_template_labels(deployment);
     match &spec.selector {
         Some(sel) if !sel.is_empty() && is_subset(sel, &pod_labels) => {}
         Some(sel) if !sel.is_empty() => errors.push(err(
@@ -397,6 +392,18 @@ pub fn validate_service(
 
 fn is_subset(small: &BTreeMap<String, String>, big: &BTreeMap<String, String>) -> bool {
     small.iter().all(|(k, v)| big.get(k) == Some(v))
+}
+
+/// The labels of `deployment`'s pod template (empty if it has none).
+pub(crate) fn pod_template_labels(
+    deployment: &Deployment,
+) -> std::collections::BTreeMap<String, String> {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

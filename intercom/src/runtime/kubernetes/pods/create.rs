@@ -239,21 +239,11 @@ impl Drop for DeleteOnDrop {
         let Some((api, name)) = self.armed.take() else {
             return;
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
-                    let _ = tokio::time::timeout(
-                        API_CALL_TIMEOUT,
-                        api.delete(&name, &DeleteParams::foreground()),
-                    )
-                    .await;
-                });
-            }
-            Err(_) => tracing::warn!(
-                deployment = %name,
-                "plugin start cancelled outside a tokio runtime; its Deployment is left running"
-            ),
-        }
+        spawn_cleanup(
+            &name.clone(),
+            "plugin start cancelled",
+            delete_quietly(api, name),
+        );
     }
 }
 

@@ -183,3 +183,28 @@ impl Drop for Pinned {
 
 /// How long one Kubernetes API call of a start's clean-up or of `kill` may take.
 const API_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a clean-up from a `Drop` on the current tokio runtime; outside one it cannot
+/// run, and a warning names the Deployment left running.
+fn spawn_cleanup(
+    deployment: &str,
+    why: &str,
+    cleanup: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(cleanup);
+        }
+        Err(_) => tracing::warn!(
+            deployment,
+            "{why} outside a tokio runtime; its Deployment is left running"
+        ),
+    }
+}
+
+/// Deletes Deployment `name` in the foreground within [`API_CALL_TIMEOUT`], whatever
+/// the outcome (best effort: the start or the handle is gone).
+async fn delete_quietly(api: Api<Deployment>, name: String) {
+    let foreground = DeleteParams::foreground();
+    let _ = tokio::time::timeout(API_CALL_TIMEOUT, api.delete(&name, &foreground)).await;
+}

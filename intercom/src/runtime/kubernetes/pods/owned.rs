@@ -88,12 +88,7 @@ pub(super) async fn create_network_policy(
     port: i32,
 ) {
     use k8s_openapi::api::networking::v1::NetworkPolicy;
-    let pod_labels = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
+    let pod_labels = crate::runtime::kubernetes::validate::pod_template_labels(deployment);
     let host_labels = std::env::var("INTERCOM_HOST_POD_LABELS").ok();
     let from = match host_labels {
         Some(labels) => {

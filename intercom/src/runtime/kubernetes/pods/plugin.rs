@@ -161,22 +161,11 @@ impl Drop for KubePlugin {
         }
         // Dropped without kill(): best effort, delete in the background if a runtime is
         // there to do it (the garbage collector removes the Service and pods).
-        let deployments = self.deployments.clone();
-        let name = self.deployment.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
-                    let foreground = DeleteParams::foreground();
-                    let delete = deployments.delete(&name, &foreground);
-                    let _ = tokio::time::timeout(API_CALL_TIMEOUT, delete).await;
-                });
-            }
-            Err(_) => tracing::warn!(
-                deployment = %self.deployment,
-                namespace = %self.namespace,
-                "plugin client dropped outside a tokio runtime; its Deployment is left running"
-            ),
-        }
+        spawn_cleanup(
+            &self.deployment,
+            "plugin client dropped",
+            delete_quietly(self.deployments.clone(), self.deployment.clone()),
+        );
     }
 }
 

@@ -102,16 +102,9 @@ impl Drop for CancelGuard {
         let Some(plugin) = self.0.take() else {
             return;
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(async move {
-                    let _ = plugin.shutdown_and_delete().await;
-                });
-            }
-            Err(_) => tracing::warn!(
-                deployment = %plugin.deployment,
-                "plugin start cancelled outside a tokio runtime; its Deployment is left running"
-            ),
-        }
+        let deployment = plugin.deployment.clone();
+        spawn_cleanup(&deployment, "plugin start cancelled", async move {
+            let _ = plugin.shutdown_and_delete().await;
+        });
     }
 }
