@@ -60,8 +60,12 @@
     rust_2018_idioms,
     unreachable_pub
 )]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod emit;
+#[cfg(feature = "image")]
+#[cfg_attr(docsrs, doc(cfg(feature = "image")))]
+pub mod image;
 
 use std::collections::BTreeMap;
 use std::fmt;
