@@ -53,7 +53,15 @@
 //! Callback helpers are named after the field, so two callback fields of one package must
 //! have different names; the service and the field's message must be in the same package.
 //!
+//! # Container images without a registry
+//!
+//! Feature `image` (off by default) adds the `image` module and the `intercom-image`
+//! binary: an OCI image archive from a plugin binary and the shared libraries it needs,
+//! which `ctr images import`, `kind load image-archive` and `docker load` accept, with no
+//! registry or container engine involved. See the [module docs] and the README.
+//!
 //! [`intercom::GrpcPlugin`]: https://docs.rs/intercom/latest/intercom/trait.GrpcPlugin.html
+//! [module docs]: https://docs.rs/intercom-build/latest/intercom_build/image/
 #![warn(
     missing_docs,
     missing_debug_implementations,
