@@ -2,13 +2,17 @@
 //! containerd (its own root, state, sockets and opt dir in a temp dir; no CRI plugin) and
 //! run with runc. Needs root, `containerd`, `ctr` and `runc` on PATH (Debian:
 //! `apt-get install containerd runc`); without them the test fails, it does not skip.
+//! Nothing is left outside the temp dir but the (empty) `/run/containerd/s`, where
+//! containerd 1.6 shims put their sockets whatever the config says.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use intercom_build::image::{ImageBuilder, import_into_containerd};
+use intercom_build::image::{ImageBuilder, Platform, import_into_containerd};
+
+mod support;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -116,8 +120,19 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        // Shims (`containerd-shim-runc-v2 … -address <socket>`) outlive containerd: kill
-        // the ones pointed at our socket, by pid.
+        // The graceful path first: a shim exits (removing its socket under
+        // /run/containerd/s) once its task and container are deleted.
+        let ids = self
+            .ctr(&["containers", "ls", "-q"])
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        for id in String::from_utf8_lossy(&ids).split_whitespace() {
+            let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", id]);
+            let _ = self.ctr(&["tasks", "delete", "--force", id]);
+            let _ = self.ctr(&["containers", "delete", id]);
+        }
+        // Backstop: shims (`containerd-shim-runc-v2 … -address <socket>`) outlive
+        // containerd; kill the ones pointed at our socket, by pid.
         let socket = self.socket.to_string_lossy().into_owned();
         for pid in pids_with_arg(&socket) {
             let _ = Command::new("kill")
@@ -187,7 +202,20 @@ fn e2e_containerd_imports_and_runs_the_image() -> TestResult {
         "listed with digest {digest}: {line}"
     );
 
-    let run = ctd.ctr(&["run", "--rm", reference, "intercom-echo"])?;
+    // runc's state and the IO fifos default to /run/containerd: keep them in our dir too.
+    let runc_root = ctd.dir.path().join("runc").display().to_string();
+    let fifo_dir = ctd.dir.path().join("fifo").display().to_string();
+    let id = format!("intercom-echo-{}", std::process::id());
+    let run = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--runc-root",
+        &runc_root,
+        "--fifo-dir",
+        &fifo_dir,
+        reference,
+        &id,
+    ])?;
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
         run.status.success(),
@@ -199,6 +227,41 @@ fn e2e_containerd_imports_and_runs_the_image() -> TestResult {
     assert!(
         containers.stdout.trim_ascii().is_empty(),
         "`--rm` removed the container"
+    );
+    Ok(())
+}
+
+/// An image for another CPU (a static ELF header for it; never run) imports and unpacks:
+/// `import_into_containerd` passes `--all-platforms`, without which containerd 1.6's
+/// `ctr` filters the image out ("image might be filtered out").
+#[test]
+fn e2e_containerd_imports_an_image_for_another_platform() -> TestResult {
+    let ctd = Containerd::start()?;
+    // e_machine 183 is arm64, 62 amd64: whichever this machine is not.
+    let arm_host = Platform::host().architecture == "arm64";
+    let (machine, other) = if arm_host {
+        (62, "amd64")
+    } else {
+        (183, "arm64")
+    };
+    let binary = support::fake_static_elf(ctd.dir.path(), machine)?;
+    let reference = "example.com/intercom-test/foreign:1";
+    let image = ImageBuilder::new(reference)
+        .entrypoint_binary(&binary)
+        .platform(Platform::new("linux", other))
+        .build()?;
+    let archive = ctd.dir.path().join("foreign.tar");
+    image.write_oci_archive(&archive)?;
+    import_into_containerd(&archive, &ctd.socket, NAMESPACE)?;
+    let ls = String::from_utf8(ctd.ctr(&["images", "ls"])?.stdout)?;
+    let line = ls
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(reference));
+    let line = line.ok_or(format!("`ctr images ls` does not list {reference}:\n{ls}"))?;
+    let platform = format!("linux/{other}");
+    assert!(
+        line.split_whitespace().any(|f| f == platform),
+        "listed as {platform}: {line}"
     );
     Ok(())
 }

@@ -46,9 +46,9 @@ pub enum ImportError {
 /// (`k8s.io` is the one the kubelet's CRI uses), with
 /// `ctr -a <socket> -n <namespace> images import --all-platforms <archive>`.
 ///
-/// `--all-platforms` imports the image whatever its platform (without it, containerd
-/// 1.6's `ctr` skips the content of an image for another CPU and then fails to unpack
-/// it). The image is unpacked into the snapshotter `ctr` picks: its default, or
+/// `--all-platforms` imports the image whatever its platform: without it, containerd
+/// 1.6's `ctr` filters out an image for another CPU and fails with "image might be
+/// filtered out". The image is unpacked into the snapshotter `ctr` picks: its default, or
 /// `$CONTAINERD_SNAPSHOTTER`.
 ///
 /// # Errors
