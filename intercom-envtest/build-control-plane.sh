@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Builds the real control-plane binaries used by intercom-envtest -- etcd,
-# kube-apiserver and kube-controller-manager -- from the Go module proxy, into a cache
-# directory keyed by version:
+# Builds the real Kubernetes binaries used by intercom-envtest from the Go module proxy,
+# into a cache directory keyed by version: the control plane (etcd, kube-apiserver,
+# kube-controller-manager) and the real node's components (kubelet, kube-scheduler,
+# kube-proxy, and CoreDNS for cluster DNS):
 #
 #   ${INTERCOM_ENVTEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intercom-envtest}/k8s-<k8s>-etcd-<etcd>/bin/
 #
 # Usage: intercom-envtest/build-control-plane.sh [--print-dir]
 #   --print-dir  print the bin directory for the pinned versions and exit (no build)
 #
-# Idempotent: when all three binaries exist and the stamp file records the same versions
+# Idempotent: when all binaries exist and the stamp file records the same versions
 # and wrapper-module hashes, nothing is built. Otherwise it builds into a temporary
 # directory beside the cache entry and renames it into place. Progress goes to stderr;
 # the last line on stdout is always the bin directory.
 #
-# Versions live in go/versions.env. The wrapper modules (go/kubernetes, go/etcd) have
-# committed go.mod/go.sum files, so builds are reproducible; they are separate modules
-# because etcd 3.6 and Kubernetes 1.35 need different versions of grpc and otel.
+# Versions live in go/versions.env. The wrapper modules (go/kubernetes, go/etcd,
+# go/coredns) have committed go.mod/go.sum files, so builds are reproducible; they are
+# separate modules because etcd 3.6, Kubernetes 1.35 and CoreDNS need different versions
+# of grpc, otel and client-go.
 # A cold build takes many minutes (kube-apiserver is a large program): run it in the
 # background on small machines.
 set -euo pipefail
@@ -26,11 +28,12 @@ go_dir="$script_dir/go"
 # shellcheck source=go/versions.env
 source "$go_dir/versions.env"
 : "${KUBERNETES_VERSION:?missing in go/versions.env}" "${ETCD_VERSION:?missing in go/versions.env}"
+: "${COREDNS_VERSION:?missing in go/versions.env}"
 
 cache_root="${INTERCOM_ENVTEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intercom-envtest}"
 entry="$cache_root/k8s-${KUBERNETES_VERSION}-etcd-${ETCD_VERSION}"
 bin_dir="$entry/bin"
-binaries=(etcd kube-apiserver kube-controller-manager)
+binaries=(etcd kube-apiserver kube-controller-manager kubelet kube-scheduler kube-proxy coredns)
 
 log() { printf 'build-control-plane: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -47,12 +50,16 @@ grep -q "^require k8s.io/kubernetes ${KUBERNETES_VERSION}\$" "$go_dir/kubernetes
   || die "go/kubernetes/go.mod does not require k8s.io/kubernetes ${KUBERNETES_VERSION} (see go/versions.env)"
 grep -q "^require go.etcd.io/etcd/server/v3 ${ETCD_VERSION}\$" "$go_dir/etcd/go.mod" \
   || die "go/etcd/go.mod does not require go.etcd.io/etcd/server/v3 ${ETCD_VERSION} (see go/versions.env)"
+grep -q "^require github.com/coredns/coredns ${COREDNS_VERSION}\$" "$go_dir/coredns/go.mod" \
+  || die "go/coredns/go.mod does not require github.com/coredns/coredns ${COREDNS_VERSION} (see go/versions.env)"
 
 sha() { sha256sum "$@" | cut -d' ' -f1 | tr '\n' ' '; }
 stamp="kubernetes=${KUBERNETES_VERSION}
 etcd=${ETCD_VERSION}
 kubernetes-wrapper=$(sha "$go_dir/kubernetes/go.mod" "$go_dir/kubernetes/go.sum")
-etcd-wrapper=$(sha "$go_dir/etcd/go.mod" "$go_dir/etcd/go.sum")"
+etcd-wrapper=$(sha "$go_dir/etcd/go.mod" "$go_dir/etcd/go.sum")
+coredns=${COREDNS_VERSION}
+coredns-wrapper=$(sha "$go_dir/coredns/go.mod" "$go_dir/coredns/go.sum")"
 
 up_to_date() {
   local b
@@ -105,6 +112,10 @@ build() { # <wrapper dir> <output name> <package> <ldflags>
 build etcd etcd go.etcd.io/etcd/server/v3 "-s -w"
 build kubernetes kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build kubernetes kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
+build kubernetes kubelet k8s.io/kubernetes/cmd/kubelet "$k8s_ldflags"
+build kubernetes kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
+build kubernetes kube-proxy k8s.io/kubernetes/cmd/kube-proxy "$k8s_ldflags"
+build coredns coredns github.com/coredns/coredns "-s -w"
 printf '%s\n' "$stamp" >"$tmp/stamp"
 
 # Swap the finished build into place.

@@ -1,5 +1,6 @@
-//! Locating the control-plane binaries: `etcd`, `kube-apiserver` and
-//! `kube-controller-manager`.
+//! Locating the Kubernetes binaries: the control plane's (`etcd`, `kube-apiserver`,
+//! `kube-controller-manager`: [`Binaries`]) and the real node's (`kubelet`,
+//! `kube-scheduler`, `kube-proxy`, `coredns`: [`NodeBinaries`]).
 //!
 //! They are real upstream builds made by `intercom-envtest/build-control-plane.sh` from
 //! the Go module proxy, at the versions pinned in `intercom-envtest/go/versions.env`
@@ -18,6 +19,9 @@ pub const KUBERNETES_VERSION: &str = env_value(VERSIONS_ENV, "KUBERNETES_VERSION
 
 /// The etcd release that is used.
 pub const ETCD_VERSION: &str = env_value(VERSIONS_ENV, "ETCD_VERSION");
+
+/// The CoreDNS release the real node's cluster DNS runs.
+pub const COREDNS_VERSION: &str = env_value(VERSIONS_ENV, "COREDNS_VERSION");
 
 /// Environment variable naming a directory that holds the three binaries; it overrides
 /// the cache.
@@ -51,7 +55,7 @@ pub struct Binaries {
 pub enum BinariesError {
     /// A binary is not in the cache directory for the pinned versions.
     #[error(
-        "control-plane binary {} is missing; build etcd {ETCD_VERSION} and Kubernetes \
+        "Kubernetes binary {} is missing; build etcd {ETCD_VERSION} and Kubernetes \
          {KUBERNETES_VERSION} (a cold build takes many minutes; it needs Go) by running: \
          {command}",
         path.display()
@@ -65,7 +69,7 @@ pub enum BinariesError {
     /// [`BIN_DIR_ENV`] is set but a binary is not in that directory.
     #[error(
         "{BIN_DIR_ENV} is set, but {} does not exist; point it at a directory holding \
-         etcd, kube-apiserver and kube-controller-manager, or unset it to use the \
+         the Kubernetes binaries, or unset it to use the \
          binaries that `{BUILD_COMMAND}` builds",
         path.display()
     )]
@@ -87,9 +91,50 @@ impl Binaries {
     }
 }
 
+/// Where the real node's Kubernetes binaries are: the same directory as [`Binaries`]
+/// (the build script builds them together).
+#[derive(Debug, Clone)]
+pub struct NodeBinaries {
+    /// `kubelet`.
+    pub kubelet: PathBuf,
+    /// `kube-scheduler`.
+    pub kube_scheduler: PathBuf,
+    /// `kube-proxy`.
+    pub kube_proxy: PathBuf,
+    /// `coredns`.
+    pub coredns: PathBuf,
+}
+
+impl NodeBinaries {
+    /// The same lookup as [`Binaries::find`].
+    pub fn find() -> Result<NodeBinaries, BinariesError> {
+        let binary = locate(|name| std::env::var_os(name))?;
+        Ok(NodeBinaries {
+            kubelet: binary("kubelet")?,
+            kube_scheduler: binary("kube-scheduler")?,
+            kube_proxy: binary("kube-proxy")?,
+            coredns: binary("coredns")?,
+        })
+    }
+}
+
 /// [`Binaries::find`] with the environment given by `var` (empty values count as unset,
 /// as `${VAR:-...}` does in the script).
 fn find_with(var: impl Fn(&str) -> Option<OsString>) -> Result<Binaries, BinariesError> {
+    let binary = locate(var)?;
+    let binaries = Binaries {
+        etcd: binary("etcd")?,
+        kube_apiserver: binary("kube-apiserver")?,
+        kube_controller_manager: binary("kube-controller-manager")?,
+    };
+    tracing::debug!(binaries = ?binaries, "found control-plane binaries");
+    Ok(binaries)
+}
+
+/// The bin directory for the environment `var`, as a lookup of one binary by name.
+fn locate(
+    var: impl Fn(&str) -> Option<OsString>,
+) -> Result<impl Fn(&str) -> Result<PathBuf, BinariesError>, BinariesError> {
     let var = |name: &str| var(name).filter(|v| !v.is_empty());
     let script = shell_quote(&OsString::from(BUILD_COMMAND));
     let (dir, command) = if let Some(dir) = var(BIN_DIR_ENV) {
@@ -110,7 +155,7 @@ fn find_with(var: impl Fn(&str) -> Option<OsString>) -> Result<Binaries, Binarie
         let entry = format!("k8s-{KUBERNETES_VERSION}-etcd-{ETCD_VERSION}");
         (root.join(entry).join("bin"), Some(command))
     };
-    let binary = |name: &str| {
+    Ok(move |name: &str| {
         let path = dir.join(name);
         match (path.is_file(), &command) {
             (true, _) => Ok(path),
@@ -120,14 +165,7 @@ fn find_with(var: impl Fn(&str) -> Option<OsString>) -> Result<Binaries, Binarie
             }),
             (false, None) => Err(BinariesError::MissingInBinDir { path }),
         }
-    };
-    let binaries = Binaries {
-        etcd: binary("etcd")?,
-        kube_apiserver: binary("kube-apiserver")?,
-        kube_controller_manager: binary("kube-controller-manager")?,
-    };
-    tracing::debug!(dir = %dir.display(), "found control-plane binaries");
-    Ok(binaries)
+    })
 }
 
 /// Quotes `value` for a POSIX shell when it needs it.

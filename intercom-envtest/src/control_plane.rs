@@ -28,7 +28,7 @@
 
 mod kubeconfig;
 mod pki;
-mod process;
+pub(crate) mod process;
 
 use std::error::Error as StdError;
 use std::ffi::OsString;
@@ -107,6 +107,16 @@ pub enum Component {
     KubeApiserver,
     /// kube-controller-manager.
     KubeControllerManager,
+    /// containerd (the real node's container runtime).
+    Containerd,
+    /// The real node's kubelet.
+    Kubelet,
+    /// kube-scheduler (the real node's scheduler).
+    KubeScheduler,
+    /// kube-proxy (the real node's Service proxy).
+    KubeProxy,
+    /// CoreDNS (the real node's cluster DNS).
+    CoreDns,
 }
 
 impl Component {
@@ -116,6 +126,11 @@ impl Component {
             Component::Etcd => "etcd",
             Component::KubeApiserver => "kube-apiserver",
             Component::KubeControllerManager => "kube-controller-manager",
+            Component::Containerd => "containerd",
+            Component::Kubelet => "kubelet",
+            Component::KubeScheduler => "kube-scheduler",
+            Component::KubeProxy => "kube-proxy",
+            Component::CoreDns => "coredns",
         }
     }
 }
@@ -231,6 +246,7 @@ pub struct ControlPlaneBuilder {
     binaries: Option<Binaries>,
     start_timeout: Duration,
     service_cidr: Option<PodCidr>,
+    node_lifecycle: bool,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -239,6 +255,7 @@ impl Default for ControlPlaneBuilder {
             binaries: None,
             start_timeout: DEFAULT_START_TIMEOUT,
             service_cidr: None,
+            node_lifecycle: false,
         }
     }
 }
@@ -264,6 +281,14 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// Also runs `node-lifecycle-controller`, as a cluster of real kubelets does (it lifts
+    /// the `not-ready` taint a kubelet registers with, and taints nodes that stop
+    /// reporting). Off by default: the process kubelet manages its own taints.
+    pub fn node_lifecycle(mut self, on: bool) -> Self {
+        self.node_lifecycle = on;
+        self
+    }
+
     /// Starts the control plane; see [`ControlPlane::start`].
     ///
     /// # Errors
@@ -282,13 +307,22 @@ impl ControlPlaneBuilder {
         };
         let deadline = Instant::now() + self.start_timeout;
         let service_cidr = self.service_cidr.unwrap_or(DEFAULT_SERVICE_CIDR);
-        match start_once(&binaries, deadline, service_cidr).await {
+        let mut controllers = CONTROLLERS.to_vec();
+        if self.node_lifecycle {
+            controllers.push("node-lifecycle-controller");
+        }
+        let settings = Settings {
+            deadline,
+            service_cidr,
+            controllers: &controllers,
+        };
+        match start_once(&binaries, &settings).await {
             Err(err) if err.is_port_conflict() => {
                 tracing::warn!(
                     error = &err as &dyn StdError,
                     "port taken during start-up; retrying with new ports"
                 );
-                start_once(&binaries, deadline, service_cidr).await
+                start_once(&binaries, &settings).await
             }
             result => result,
         }
@@ -499,11 +533,22 @@ impl Ports {
     }
 }
 
-async fn start_once(
-    binaries: &Binaries,
+/// What one start attempt needs besides the binaries.
+struct Settings<'a> {
     deadline: Instant,
     service_cidr: PodCidr,
+    controllers: &'a [&'a str],
+}
+
+async fn start_once(
+    binaries: &Binaries,
+    settings: &Settings<'_>,
 ) -> Result<ControlPlane, ControlPlaneError> {
+    let Settings {
+        deadline,
+        service_cidr,
+        controllers,
+    } = *settings;
     let started = Instant::now();
     // Declared first so that it is dropped last, after every process is killed.
     let dir = tempfile::Builder::new()
@@ -587,7 +632,7 @@ async fn start_once(
         Process::spawn(
             Component::KubeControllerManager,
             &binaries.kube_controller_manager,
-            controller_manager_args(&kcm_kubeconfig, &pki, &material),
+            controller_manager_args(&root, controllers, &kcm_kubeconfig, &pki, &material),
             &root,
             root.join("kube-controller-manager.log"),
         )
@@ -720,13 +765,15 @@ fn apiserver_args(
 }
 
 fn controller_manager_args(
+    root: &Path,
+    controllers: &[&str],
     kubeconfig: &Path,
     pki: &Pki,
     material: &pki::Material,
 ) -> Vec<OsString> {
     vec![
         flag("--kubeconfig", kubeconfig),
-        format!("--controllers={}", CONTROLLERS.join(",")).into(),
+        format!("--controllers={}", controllers.join(",")).into(),
         "--leader-elect=false".into(),
         "--secure-port=0".into(),
         flag(
@@ -737,6 +784,9 @@ fn controller_manager_args(
         "--use-service-account-credentials=true".into(),
         "--allocate-node-cidrs=false".into(),
         "--profiling=false".into(),
+        // Otherwise it creates /usr/libexec/kubernetes/kubelet-plugins/volume/exec on the
+        // machine.
+        flag("--flex-volume-plugin-dir", &root.join("flexvolume")),
     ]
 }
 

@@ -22,7 +22,42 @@ use std::time::Duration;
 
 use crate::control_plane::{ControlPlane, ControlPlaneError};
 use crate::kubelet::{Kubelet, KubeletConfig, KubeletError, PodCidr};
+#[cfg(target_os = "linux")]
+use crate::real_node::{RealNode, RealNodeConfig, RealNodeError};
 use crate::service_proxy::ServiceProxy;
+
+/// The variable choosing the node kind: `real` or `process` (see [`NodeKind::from_env`]).
+pub const NODE_ENV: &str = "INTERCOM_ENVTEST_NODE";
+
+/// Which node runs an [`Env`]'s pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum NodeKind {
+    /// The process [`Kubelet`]: containers are local processes (no privileges needed).
+    #[default]
+    Process,
+    /// A [`RealNode`]: containerd, runc, CNI, kubelet, kube-proxy and CoreDNS (root, inside
+    /// the namespaces of `real-node-ns.sh`).
+    #[cfg(target_os = "linux")]
+    Real,
+}
+
+impl NodeKind {
+    /// The kind named by `INTERCOM_ENVTEST_NODE` (`real` or `process`; unset: process).
+    ///
+    /// # Errors
+    /// [`EnvError::NodeKind`] for any other value.
+    pub fn from_env() -> Result<NodeKind, EnvError> {
+        match std::env::var(NODE_ENV).as_deref().map(str::trim) {
+            Err(_) | Ok("" | "process") => Ok(NodeKind::Process),
+            #[cfg(target_os = "linux")]
+            Ok("real") => Ok(NodeKind::Real),
+            Ok(other) => Err(EnvError::NodeKind {
+                value: other.to_owned(),
+            }),
+        }
+    }
+}
 
 /// Why an [`Env`] could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +69,16 @@ pub enum EnvError {
     /// The kubelet failed to start.
     #[error("failed to start the kubelet")]
     Kubelet(#[from] KubeletError),
+    /// The real node failed to start.
+    #[cfg(target_os = "linux")]
+    #[error("failed to start the real node")]
+    RealNode(#[from] RealNodeError),
+    /// `INTERCOM_ENVTEST_NODE` names no node kind.
+    #[error("INTERCOM_ENVTEST_NODE={value:?} is not a node kind: use `process` or `real`")]
+    NodeKind {
+        /// The value found.
+        value: String,
+    },
     /// `INTERCOM_ENVTEST_POD_CIDR` is not an IPv4 CIDR.
     #[error("INTERCOM_ENVTEST_POD_CIDR={value:?} is not an IPv4 range like 10.213.0.0/16")]
     PodCidr {
@@ -63,22 +108,30 @@ pub enum EnvError {
     },
 }
 
-/// A running test cluster: etcd, kube-apiserver, kube-controller-manager and one
-/// process [`Kubelet`] (which also schedules).
+/// A running test cluster: etcd, kube-apiserver, kube-controller-manager and one node,
+/// either the process [`Kubelet`] (which also schedules) or a [`RealNode`].
 ///
-/// Dropping it kills the pods' processes first, then the control plane.
+/// Dropping it stops the pods first, then the control plane.
 #[derive(Debug)]
 pub struct Env {
-    // Field order is drop order: the kubelet goes before the apiserver it talks to.
+    // Field order is drop order: the node goes before the apiserver it talks to.
     service_proxy: Option<ServiceProxy>,
-    kubelet: Kubelet,
+    node: EnvNode,
     control_plane: ControlPlane,
+}
+
+#[derive(Debug)]
+enum EnvNode {
+    Process(Kubelet),
+    #[cfg(target_os = "linux")]
+    Real(RealNode),
 }
 
 /// Builder of an [`Env`]: the image map and kubelet knobs.
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct EnvBuilder {
+    node: Option<NodeKind>,
     kubelet: KubeletConfig,
     service_network: Option<PodCidr>,
     hosts_file: Option<PathBuf>,
@@ -121,6 +174,14 @@ impl EnvBuilder {
         self
     }
 
+    /// The node kind (default: [`NodeKind::from_env`]). A [`RealNode`] takes the
+    /// [`image`](Self::image) map and the pod range; the other kubelet knobs are the
+    /// process kubelet's.
+    pub fn node(mut self, kind: NodeKind) -> Self {
+        self.node = Some(kind);
+        self
+    }
+
     /// Replaces the whole kubelet configuration (images included).
     pub fn kubelet_config(mut self, config: KubeletConfig) -> Self {
         self.kubelet = config;
@@ -142,6 +203,10 @@ impl EnvBuilder {
     /// # Cancel safety
     /// Cancel safe: whatever started is stopped when the future is dropped.
     pub async fn start(mut self) -> Result<Env, EnvError> {
+        let kind = match self.node {
+            Some(kind) => kind,
+            None => NodeKind::from_env()?,
+        };
         if self.kubelet.pod_cidr.is_none()
             && let Some(cidr) = pod_cidr_from_env()?
         {
@@ -157,32 +222,57 @@ impl EnvBuilder {
                 .map(PathBuf::from);
         }
         let mut control_plane = ControlPlane::builder();
+        #[cfg(target_os = "linux")]
+        if kind == NodeKind::Real {
+            // Before anything starts: a real node outside its namespaces fails at once.
+            crate::real_node::preflight()?;
+            control_plane = control_plane.node_lifecycle(true);
+        }
         let service_cidr = match self.service_network {
             Some(network) => {
                 let cidr = random_block(network).ok_or_else(|| EnvError::ServiceCidr {
                     value: network.to_string(),
                 })?;
                 let probe = std::net::Ipv4Addr::from(*cidr.hosts().start());
-                std::net::TcpListener::bind((probe, 0)).map_err(|source| {
-                    EnvError::ServiceCidrNotLocal {
-                        cidr: network,
-                        probe,
-                        source,
-                    }
-                })?;
+                // A real node's kube-proxy serves the range; the process node's
+                // ServiceProxy binds its addresses.
+                if kind == NodeKind::Process {
+                    std::net::TcpListener::bind((probe, 0)).map_err(|source| {
+                        EnvError::ServiceCidrNotLocal {
+                            cidr: network,
+                            probe,
+                            source,
+                        }
+                    })?;
+                }
                 control_plane = control_plane.service_cidr(cidr);
                 Some(cidr)
             }
             None => None,
         };
         let control_plane = control_plane.start().await?;
-        let kubelet =
-            Kubelet::start(control_plane.client(), control_plane.pki(), self.kubelet).await?;
-        let service_proxy = service_cidr
-            .map(|_| ServiceProxy::start(control_plane.client(), self.hosts_file.as_deref()));
+        let node = match kind {
+            NodeKind::Process => EnvNode::Process(
+                Kubelet::start(control_plane.client(), control_plane.pki(), self.kubelet).await?,
+            ),
+            #[cfg(target_os = "linux")]
+            NodeKind::Real => {
+                let config = RealNodeConfig {
+                    images: self.kubelet.images,
+                    pod_cidr: self.kubelet.pod_cidr,
+                };
+                EnvNode::Real(RealNode::start(&control_plane, config).await?)
+            }
+        };
+        let service_proxy = match node {
+            EnvNode::Process(_) => service_cidr
+                .map(|_| ServiceProxy::start(control_plane.client(), self.hosts_file.as_deref())),
+            #[cfg(target_os = "linux")]
+            EnvNode::Real(_) => None,
+        };
         Ok(Env {
             service_proxy,
-            kubelet,
+            node,
             control_plane,
         })
     }
@@ -264,9 +354,31 @@ impl Env {
         &self.control_plane
     }
 
-    /// The kubelet.
-    pub fn kubelet(&self) -> &Kubelet {
-        &self.kubelet
+    /// The process kubelet, when the node is one.
+    pub fn kubelet(&self) -> Option<&Kubelet> {
+        match &self.node {
+            EnvNode::Process(kubelet) => Some(kubelet),
+            #[cfg(target_os = "linux")]
+            EnvNode::Real(_) => None,
+        }
+    }
+
+    /// The real node, when the node is one.
+    #[cfg(target_os = "linux")]
+    pub fn real_node(&self) -> Option<&RealNode> {
+        match &self.node {
+            EnvNode::Real(node) => Some(node),
+            EnvNode::Process(_) => None,
+        }
+    }
+
+    /// Which node runs the pods.
+    pub fn node_kind(&self) -> NodeKind {
+        match &self.node {
+            EnvNode::Process(_) => NodeKind::Process,
+            #[cfg(target_os = "linux")]
+            EnvNode::Real(_) => NodeKind::Real,
+        }
     }
 
     /// The Service proxy, when a [service network](EnvBuilder::service_network) is set.
@@ -283,11 +395,15 @@ impl Env {
     pub async fn shutdown(self) {
         let Env {
             service_proxy,
-            kubelet,
+            node,
             control_plane,
         } = self;
         drop(service_proxy);
-        kubelet.shutdown().await;
+        match node {
+            EnvNode::Process(kubelet) => kubelet.shutdown().await,
+            #[cfg(target_os = "linux")]
+            EnvNode::Real(node) => drop(node),
+        }
         drop(control_plane);
     }
 }

@@ -15,8 +15,10 @@ pub mod control_plane;
 #[cfg(unix)]
 pub mod env;
 pub mod kubelet;
+#[cfg(target_os = "linux")]
+pub mod real_node;
 pub mod service_proxy;
 #[cfg(unix)]
-pub use env::{Env, EnvBuilder, EnvError};
+pub use env::{Env, EnvBuilder, EnvError, NodeKind};
 #[cfg(unix)]
 pub use kubelet::{Kubelet, KubeletConfig, KubeletError, PodCidr};

@@ -71,7 +71,7 @@ async fn start(
         "[{label}] env ready in {:?} (control plane {:?}), node {}",
         began.elapsed(),
         env.control_plane().startup_time(),
-        env.kubelet().node_name()
+        env.kubelet().expect("process kubelet").node_name()
     );
     Ok(env)
 }
@@ -273,7 +273,7 @@ fn the_echo_pod(env: &Env) -> BoxFuture<'_, Result<(Pod, Ipv4Addr), BoxError>> {
         assert_eq!(status.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(
             pod.spec.as_ref().and_then(|s| s.node_name.as_deref()),
-            Some(env.kubelet().node_name())
+            Some(env.kubelet().expect("process kubelet").node_name())
         );
         let cs = container_status(Some(pod)).ok_or("no container status")?;
         assert!(cs.ready && cs.started == Some(true), "{cs:?}");
@@ -450,7 +450,13 @@ async fn e2e_deployment_serves_logs_port_forward_and_is_collected() -> TestResul
         let name = pod.name_any();
         let pid = check_logs(&pods, &name, pod_ip).await?;
         assert!(process_alive(pid), "container process {pid} not running");
-        assert_eq!(env.kubelet().pids("default", &name).get("echo"), Some(&pid));
+        assert_eq!(
+            env.kubelet()
+                .expect("process kubelet")
+                .pids("default", &name)
+                .get("echo"),
+            Some(&pid)
+        );
         check_port_forward(&pods, &name).await?;
         delete_deployment(&client, &pod, pid).await?;
         Ok(())
@@ -766,6 +772,7 @@ async fn e2e_back_offs_probes_and_init_containers() -> TestResult {
         // Shutting the Env down kills and reaps the pods' processes.
         let pid = *env
             .kubelet()
+            .expect("process kubelet")
             .pids("default", "grpc")
             .get("echo")
             .ok_or("grpc pod has no process")?;

@@ -29,7 +29,7 @@ const LOG_TAIL_LINES: usize = 30;
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running control-plane component.
-pub(super) struct Process {
+pub(crate) struct Process {
     component: Component,
     child: Child,
     log: PathBuf,
@@ -55,7 +55,7 @@ impl Process {
     ///
     /// Cancel safe: a child forked after the caller went away is killed and reaped by the
     /// spawner thread.
-    pub(super) async fn spawn(
+    pub(crate) async fn spawn(
         component: Component,
         program: &Path,
         args: Vec<OsString>,
@@ -97,25 +97,25 @@ impl Process {
         })
     }
 
-    pub(super) fn component(&self) -> Component {
+    pub(crate) fn component(&self) -> Component {
         self.component
     }
 
-    pub(super) fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub(super) fn log(&self) -> &Path {
+    pub(crate) fn log(&self) -> &Path {
         &self.log
     }
 
     /// The last lines of this component's log.
-    pub(super) fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         log_tail(&self.log, LOG_TAIL_LINES)
     }
 
     /// `Some(error)` if the child has exited (it is reaped here).
-    pub(super) fn exited(&mut self) -> Option<ControlPlaneError> {
+    pub(crate) fn exited(&mut self) -> Option<ControlPlaneError> {
         if self.status.is_none() {
             match self.child.try_wait() {
                 Ok(status) => self.status = status,
@@ -138,7 +138,7 @@ impl Process {
     }
 
     /// Kills the child's process group with SIGKILL and reaps the child (bounded wait).
-    pub(super) fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if self.status.is_some() {
             return;
         }

@@ -31,10 +31,28 @@ pub fn test_plugin_path() -> &'static str {
     env!("CARGO_BIN_EXE_test-plugin")
 }
 
-/// The test plugin pinned by its real digest (envtest's kubelet reports the executable's
-/// sha256 as the pod's imageID).
+/// Whether envtest runs a real node (containerd, kubelet, …: `INTERCOM_ENVTEST_NODE=real`,
+/// set by `intercom-envtest/real-node-ns.sh`) rather than the process kubelet.
+pub fn on_real_node() -> bool {
+    !on_external_cluster()
+        && matches!(
+            intercom_envtest::NodeKind::from_env(),
+            Ok(kind) if kind != intercom_envtest::NodeKind::Process
+        )
+}
+
+/// The test plugin pinned by its real digest: on the process kubelet the executable's
+/// sha256 (which it reports as the pod's imageID), on a real node the manifest digest of
+/// the image envtest built and imported.
 pub fn pinned_image() -> String {
     use sha2::Digest;
+    if on_real_node() {
+        let digest = env()
+            .real_node()
+            .and_then(|node| node.image_digest(PLUGIN_IMAGE))
+            .expect("the real node built the test plugin's image");
+        return format!("intercom.test/test-plugin@{digest}");
+    }
     let bytes = std::fs::read(test_plugin_path()).expect("test plugin");
     format!(
         "intercom.test/test-plugin@sha256:{}",
@@ -55,19 +73,22 @@ pub fn env() -> &'static Env {
                 .build()
                 .expect("runtime")
         });
+        let mut builder = Env::builder()
+            .image(PLUGIN_IMAGE, test_plugin_path())
+            .image(SLEEPER_IMAGE, "/bin/sleep")
+            .image(MACRO_IMAGE, env!("CARGO_BIN_EXE_macro-plugin"))
+            .backoff_base(Duration::from_millis(500));
+        if !on_real_node() {
+            // The process kubelet maps references to executables; a real node has the
+            // images it built, under their own digests.
+            builder = builder
+                .image(WRONG_DIGEST_IMAGE, test_plugin_path())
+                .image(pinned_image(), test_plugin_path());
+        }
         std::thread::scope(|s| {
             s.spawn(|| {
-                rt.block_on(
-                    Env::builder()
-                        .image(PLUGIN_IMAGE, test_plugin_path())
-                        .image(SLEEPER_IMAGE, "/bin/sleep")
-                        .image(MACRO_IMAGE, env!("CARGO_BIN_EXE_macro-plugin"))
-                        .image(WRONG_DIGEST_IMAGE, test_plugin_path())
-                        .image(pinned_image(), test_plugin_path())
-                        .backoff_base(Duration::from_millis(500))
-                        .start(),
-                )
-                .unwrap_or_else(|e| panic!("envtest failed to start: {e}"))
+                rt.block_on(builder.start())
+                    .unwrap_or_else(|e| panic!("envtest failed to start: {e}"))
             })
             .join()
             .expect("env thread")
@@ -193,16 +214,19 @@ pub async fn assert_nothing_left(client: &kube::Client, ns: &str) {
         let p = pods.list(&lp).await.unwrap().items.len();
         // Host Leases go with their Deployment (owner reference, garbage collector).
         let p = p + leases.list(&lp).await.unwrap().items.len();
-        // And no container process of the namespace runs on envtest's kubelet.
-        let processes: Vec<u32> = if on_external_cluster() {
+        // And no container of the namespace runs on envtest's node.
+        let processes: Vec<String> = if on_external_cluster() {
             Vec::new()
-        } else {
-            env()
-                .kubelet()
+        } else if let Some(kubelet) = env().kubelet() {
+            kubelet
                 .started_processes(ns)
                 .into_iter()
                 .filter(|&pid| intercom_tests::pid_running(pid))
+                .map(|pid| format!("pid {pid}"))
                 .collect()
+        } else {
+            let node = env().real_node().expect("a process or a real node");
+            node.running_containers(ns).await.expect("ctr")
         };
         if d + s + p == 0 && processes.is_empty() {
             return;
