@@ -35,6 +35,14 @@ if [[ "${1:-}" != "--inside" ]]; then
             exit 1
         }
     done
+    # cgroup v1 is machine-wide: one real-node namespace at a time on this machine.
+    cache="${INTERCOM_ENVTEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/intercom-envtest}"
+    mkdir -p "$cache"
+    exec 8>"$cache/real-node.lock"
+    if command -v flock >/dev/null 2>&1 && ! flock -n 8; then
+        echo "real-node-ns.sh: another real node runs on this machine; waiting for it" >&2
+        flock 8
+    fi
     status=0
     unshare --net --mount --pid --fork --kill-child --mount-proc -- "$0" --inside "$@" || status=$?
     # Everything inside is dead now; cgroup v1 is machine-wide, so the pods' cgroups a
