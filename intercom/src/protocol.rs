@@ -32,12 +32,19 @@ pub mod env {
     /// intercom: when set (non-empty), the plugin keeps running after its parent process
     /// exits, for a later host to reattach to (set by `ProcessLauncher::outlive_host`).
     pub const OUTLIVE_HOST: &str = "INTERCOM_OUTLIVE_HOST";
-    /// intercom: listen on TCP at exactly this `ip:port` (set by the Kubernetes runtime
-    /// and by intercom-envtest's kubelet, which gives every pod its own loopback IP).
+    /// intercom: listen on TCP at exactly this `ip:port`. The Kubernetes runtime sets
+    /// `0.0.0.0:<port>`, every address of the pod: its IP, for the host and the kubelet's
+    /// probes, and its loopback, which a container runtime's port-forward dials.
+    /// intercom-envtest's kubelet sets `<pod IP>:<port>` and puts the pod IP in place of
+    /// an unspecified IP, since there each pod has only that one address.
     pub const LISTEN_ADDR: &str = "INTERCOM_LISTEN_ADDR";
+    /// intercom: the `ip:port` the plugin announces in its handshake line instead of the
+    /// listener's own address (an unspecified `0.0.0.0` is no address to dial). The
+    /// Kubernetes runtime sets `<pod IP>:<port>`.
+    pub const ADVERTISE_ADDR: &str = "INTERCOM_ADVERTISE_ADDR";
     /// intercom: `tcp` makes the plugin listen on TCP `127.0.0.1` within the port range
     /// instead of a unix socket.
     pub const TRANSPORT: &str = "INTERCOM_TRANSPORT";
-    /// intercom, Kubernetes: the pod's IP (downward API), which the plugin listens on.
+    /// intercom, Kubernetes: the pod's IP (downward API), which the plugin announces.
     pub const POD_IP: &str = "INTERCOM_POD_IP";
 }

@@ -37,6 +37,11 @@ pub struct ServeConfig {
     pub versioned_plugins: BTreeMap<u32, PluginSet>,
     /// Where to listen; `None` reads the environment ([`ListenConfig::from_env`]).
     pub listen: Option<ListenConfig>,
+    /// The address announced in the handshake line instead of a TCP listener's own (for a
+    /// listener on `0.0.0.0`); `None` reads `INTERCOM_ADVERTISE_ADDR`
+    /// ([`advertise_from_env`](crate::transport::advertise_from_env)). Ignored for a unix
+    /// socket.
+    pub advertise: Option<std::net::SocketAddr>,
     /// Stream what the plugin writes to fd 1 and 2 to the host through `GRPCStdio`
     /// (default `true`). Logs go to the original stderr either way.
     pub capture_stdio: bool,
@@ -53,6 +58,7 @@ impl ServeConfig {
             plugins: PluginSet::new(),
             versioned_plugins: BTreeMap::new(),
             listen: None,
+            advertise: None,
             capture_stdio: true,
             init_logging: true,
         }
@@ -76,6 +82,15 @@ impl ServeConfig {
     #[must_use]
     pub fn listen(mut self, listen: ListenConfig) -> Self {
         self.listen = Some(listen);
+        self
+    }
+
+    /// Announces `addr` in the handshake line instead of the TCP listener's own address,
+    /// e.g. the pod IP of a plugin listening on `0.0.0.0`. It must be a specific IP and a
+    /// non-zero port ([`ServeError::Listen`] otherwise).
+    #[must_use]
+    pub fn advertise(mut self, addr: std::net::SocketAddr) -> Self {
+        self.advertise = Some(addr);
         self
     }
 
@@ -297,6 +312,8 @@ struct Negotiated {
     /// `PLUGIN_MULTIPLEX_GRPC` was set at all (then the handshake carries the MUX field).
     mux_requested: bool,
     listen: ListenConfig,
+    /// Announced instead of a TCP listener's own address.
+    advertise: Option<std::net::SocketAddr>,
 }
 
 impl Negotiated {
@@ -333,6 +350,10 @@ impl Negotiated {
             Some(l) => l,
             None => ListenConfig::from_env()?,
         };
+        let advertise = match config.advertise {
+            Some(addr) => Some(crate::transport::check_advertise(addr)?),
+            None => crate::transport::advertise_from_env()?,
+        };
         Ok(Self {
             version,
             plugins,
@@ -341,7 +362,17 @@ impl Negotiated {
             multiplex: parse_go_bool(&mux_env) == Some(true),
             mux_requested: !mux_env.is_empty(),
             listen,
+            advertise,
         })
+    }
+
+    /// The address for the handshake line: the advertised one for a TCP listener, else
+    /// the listener's own (`bound`).
+    fn announced(&self, listener: &Listener, bound: String) -> String {
+        match (listener.network(), self.advertise) {
+            (crate::handshake::Network::Tcp, Some(addr)) => addr.to_string(),
+            _ => bound,
+        }
     }
 
     fn broker_mode(&self, mux_slot: &MuxSlot) -> Mode {
@@ -350,8 +381,14 @@ impl Negotiated {
         } else {
             // Classic broker listeners: our own kind of listener, in the same place.
             Mode::Classic(match &self.listen {
+                // A broker listener's address is sent to the host as bound: on `0.0.0.0`
+                // bind the advertised IP instead, an address the host can dial.
                 ListenConfig::Tcp(addr) => {
-                    ListenConfig::Tcp(std::net::SocketAddr::new(addr.ip(), 0))
+                    let ip = match self.advertise {
+                        Some(adv) if addr.ip().is_unspecified() => adv.ip(),
+                        _ => addr.ip(),
+                    };
+                    ListenConfig::Tcp(std::net::SocketAddr::new(ip, 0))
                 }
                 other => other.clone(),
             })
@@ -403,7 +440,7 @@ fn print_handshake(
         core_version: crate::CORE_PROTOCOL_VERSION,
         app_version: negotiated.version,
         network: listener.network(),
-        address,
+        address: negotiated.announced(listener, address),
         protocol: Protocol::Grpc,
         server_cert: negotiated.identity.as_ref().map(|i| i.cert_der().to_vec()),
         multiplex: negotiated.mux_requested.then_some(true),

@@ -90,6 +90,37 @@ impl ListenConfig {
     }
 }
 
+/// Reads `INTERCOM_ADVERTISE_ADDR`: the address a plugin announces in its handshake
+/// instead of its listener's (unset or empty: none).
+///
+/// # Errors
+/// [`ListenError::BadAdvertiseAddr`] when the value is not a dialable `ip:port`.
+pub fn advertise_from_env() -> Result<Option<SocketAddr>, ListenError> {
+    advertise_from_lookup(|k| std::env::var(k).ok())
+}
+
+pub(crate) fn advertise_from_lookup(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<Option<SocketAddr>, ListenError> {
+    let Some(value) = get(env::ADVERTISE_ADDR).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    match value.parse::<SocketAddr>() {
+        Ok(addr) => check_advertise(addr).map(Some),
+        Err(_) => Err(ListenError::BadAdvertiseAddr { value }),
+    }
+}
+
+/// An advertised address must be one a host can dial: a specific IP and a port.
+pub(crate) fn check_advertise(addr: SocketAddr) -> Result<SocketAddr, ListenError> {
+    if addr.ip().is_unspecified() || addr.port() == 0 {
+        return Err(ListenError::BadAdvertiseAddr {
+            value: addr.to_string(),
+        });
+    }
+    Ok(addr)
+}
+
 /// Failures to open a listener.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -99,6 +130,16 @@ pub enum ListenError {
         "failed to parse INTERCOM_LISTEN_ADDR {value:?}: expected `ip:port`, e.g. `127.0.0.5:50077`"
     )]
     BadListenAddr {
+        /// The value found.
+        value: String,
+    },
+    /// The advertised address (`INTERCOM_ADVERTISE_ADDR` or
+    /// [`ServeConfig::advertise`](crate::ServeConfig::advertise)) is not a dialable
+    /// `ip:port`.
+    #[error(
+        "failed to use {value:?} as the plugin's advertised address (INTERCOM_ADVERTISE_ADDR): expected `ip:port` with a specific IP and a non-zero port, e.g. `10.1.2.3:50077`"
+    )]
+    BadAdvertiseAddr {
         /// The value found.
         value: String,
     },
@@ -574,6 +615,33 @@ mod tests {
             ListenConfig::from_lookup(lookup(&[(env::TRANSPORT, "tcp"), (env::MIN_PORT, "x")])),
             Err(ListenError::BadPort { .. })
         ));
+    }
+
+    #[test]
+    fn advertise_addr_from_env_must_be_dialable() {
+        assert_eq!(advertise_from_lookup(lookup(&[])).unwrap(), None);
+        assert_eq!(
+            advertise_from_lookup(lookup(&[(env::ADVERTISE_ADDR, "")])).unwrap(),
+            None
+        );
+        assert_eq!(
+            advertise_from_lookup(lookup(&[(env::ADVERTISE_ADDR, "10.1.2.3:50077")])).unwrap(),
+            Some("10.1.2.3:50077".parse().unwrap())
+        );
+        for bad in [
+            "10.1.2.3",
+            "pod:50077",
+            "0.0.0.0:50077",
+            "[::]:1",
+            "10.1.2.3:0",
+        ] {
+            let err = advertise_from_lookup(lookup(&[(env::ADVERTISE_ADDR, bad)])).unwrap_err();
+            assert!(
+                matches!(&err, ListenError::BadAdvertiseAddr { .. }),
+                "{bad}: {err:?}"
+            );
+            assert!(err.to_string().contains("INTERCOM_ADVERTISE_ADDR"), "{err}");
+        }
     }
 
     #[tokio::test]

@@ -328,9 +328,54 @@ pub(crate) async fn resolve(
     Ok(env)
 }
 
+/// Puts the pod IP in place of an unspecified IP (`0.0.0.0`, `::`) in the container's
+/// `INTERCOM_LISTEN_ADDR`.
+///
+/// On a real node a pod has its own network namespace, so `0.0.0.0:<port>` (what
+/// intercom's generated pods ask for, to be reachable on the pod IP and on the pod's
+/// loopback, where a container runtime's port-forward dials) means "this pod's
+/// addresses". Here every pod shares the host's network namespace and the pod's only
+/// address is its IP: `0.0.0.0:<port>` would take the port on every pod's IP and on the
+/// host's loopback, so two replicas could not both listen. This kubelet's port-forward
+/// dials the pod IP, so nothing is lost. Values that are not `ip:port` are left for the
+/// plugin to report.
+pub(crate) fn pin_listen_addr(env: &mut EnvList, pod_ip: Ipv4Addr) {
+    let Some(addr) = env
+        .get(super::LISTEN_ADDR_ENV)
+        .and_then(|v| v.parse::<std::net::SocketAddr>().ok())
+    else {
+        return;
+    };
+    if addr.ip().is_unspecified() {
+        env.set(super::LISTEN_ADDR_ENV, format!("{pod_ip}:{}", addr.port()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unspecified_listen_ip_becomes_the_pod_ip() {
+        let ip = Ipv4Addr::new(10, 213, 0, 7);
+        let listen = |value: &str| {
+            let mut env = EnvList::default();
+            env.set(super::super::LISTEN_ADDR_ENV, value);
+            pin_listen_addr(&mut env, ip);
+            env.get(super::super::LISTEN_ADDR_ENV).map(str::to_owned)
+        };
+        assert_eq!(listen("0.0.0.0:50077").as_deref(), Some("10.213.0.7:50077"));
+        assert_eq!(listen("[::]:9000").as_deref(), Some("10.213.0.7:9000"));
+        assert_eq!(
+            listen("10.213.0.9:50077").as_deref(),
+            Some("10.213.0.9:50077"),
+            "a specific address is the container's choice"
+        );
+        assert_eq!(listen("nope").as_deref(), Some("nope"));
+        let mut none = EnvList::default();
+        pin_listen_addr(&mut none, ip);
+        assert_eq!(none.get(super::super::LISTEN_ADDR_ENV), None);
+    }
 
     #[test]
     fn expands_like_kubernetes() {

@@ -13,7 +13,9 @@
 //!   and `HOME`), with a clean environment: [`KubeletConfig::inherit_env`], `HOSTNAME`,
 //!   `POD_IP`, `INTERCOM_LISTEN_ADDR=<pod IP>:<first TCP containerPort or 50077>`, then the
 //!   pod's `envFrom`/`env` (`fieldRef`, `configMapKeyRef`, `secretKeyRef`, `$(VAR)`
-//!   expansion), which win. Without `command` the image's executable runs with `args`;
+//!   expansion), which win; an unspecified IP (`0.0.0.0:<port>`) in the resulting
+//!   `INTERCOM_LISTEN_ADDR` becomes the pod IP, the pod's only address here (no per-pod
+//!   loopback). Without `command` the image's executable runs with `args`;
 //!   with `command`, `command[0]` runs as given (a bare name is looked up in `PATH`).
 //!   Init containers (and `restartPolicy: Always` sidecars) run first.
 //! * **Networking**: each pod gets its own local IP, reported as `status.podIP`; `hostIP`

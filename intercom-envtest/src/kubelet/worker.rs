@@ -456,7 +456,9 @@ impl PodCtx {
             pod_ip: self.rt.ip,
             host_ip: HOST_IP,
         };
-        container_env::resolve(&self.shared.client, spec, facts, base).await
+        let mut env = container_env::resolve(&self.shared.client, spec, facts, base).await?;
+        container_env::pin_listen_addr(&mut env, self.rt.ip);
+        Ok(env)
     }
 }
 

@@ -28,7 +28,7 @@ pub const HOST_LABEL: &str = "intercom.dev/host";
 pub const INSTANCE_LABEL: &str = "intercom.dev/instance";
 /// The app protocol versions the host offered (for discovery).
 pub const PROTOCOL_ANNOTATION: &str = "intercom.dev/protocol-versions";
-/// The env var carrying the pod IP (downward API) into `INTERCOM_LISTEN_ADDR`.
+/// The env var carrying the pod IP (downward API) into `INTERCOM_ADVERTISE_ADDR`.
 pub const POD_IP_ENV: &str = crate::protocol::env::POD_IP;
 
 /// A plugin Deployment + Service built from an image and a few options.
@@ -379,8 +379,15 @@ pub(crate) fn inject(
         }),
         ..EnvVar::default()
     }];
+    // Every address of the pod: its IP (the host, the kubelet's probes) and its loopback
+    // (a container runtime's port-forward dials `localhost:<port>` inside the pod). The
+    // handshake announces the pod IP.
     ours.push(plain(
         crate::transport::env::LISTEN_ADDR,
+        format!("0.0.0.0:{}", plugin.port),
+    ));
+    ours.push(plain(
+        crate::transport::env::ADVERTISE_ADDR,
         format!("$({POD_IP_ENV}):{}", plugin.port),
     ));
     ours.extend(injection.env.iter().map(|(k, v)| plain(k, v.clone())));
@@ -521,7 +528,18 @@ mod tests {
         assert_eq!(get("KEEP")[0].value.as_deref(), Some("me"));
         assert_eq!(
             get("INTERCOM_LISTEN_ADDR")[0].value.as_deref(),
-            Some("$(INTERCOM_POD_IP):50077")
+            Some("0.0.0.0:50077"),
+            "every address of the pod: a runtime's port-forward dials its loopback"
+        );
+        assert_eq!(
+            get("INTERCOM_ADVERTISE_ADDR")[0].value.as_deref(),
+            Some("$(INTERCOM_POD_IP):50077"),
+            "the handshake announces the pod IP"
+        );
+        let position = |n: &str| env.iter().position(|e| e.name == n);
+        assert!(
+            position(POD_IP_ENV) < position("INTERCOM_ADVERTISE_ADDR"),
+            "$(INTERCOM_POD_IP) expands only to a variable defined before it"
         );
         assert_eq!(
             get(POD_IP_ENV)[0]
