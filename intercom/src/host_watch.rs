@@ -9,16 +9,35 @@
 
 use std::time::Duration;
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 /// How often the parent pid is checked.
 const PARENT_POLL: Duration = Duration::from_millis(200);
 
-/// Cancels `shutdown` on SIGTERM and, if `watch_parent`, when the parent process is gone.
-/// Both watches end with `shutdown`.
-pub(crate) fn spawn(shutdown: &CancellationToken, watch_parent: bool) {
-    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    {
+/// Starts listening for SIGTERM; call it first thing, and hand the result to [`spawn`].
+///
+/// As PID 1 (a container's entrypoint) a process gets no default action for SIGTERM: a
+/// SIGTERM that arrives before a handler is installed is discarded, and the process then
+/// runs until the kubelet's SIGKILL at the end of the grace period. Once installed, a
+/// SIGTERM that arrives before [`spawn`] waits in the returned stream.
+pub(crate) fn listen_sigterm() -> Option<Signal> {
+    match signal(SignalKind::terminate()) {
+        Ok(term) => Some(term),
+        Err(err) => {
+            tracing::warn!(
+                error = &err as &dyn std::error::Error,
+                "failed to install a SIGTERM handler; SIGTERM will not shut the plugin down gracefully"
+            );
+            None
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM (from [`listen_sigterm`]) and, if `watch_parent`, when
+/// the parent process is gone. Both watches end with `shutdown`.
+pub(crate) fn spawn(shutdown: &CancellationToken, term: Option<Signal>, watch_parent: bool) {
+    if let Some(mut term) = term {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {

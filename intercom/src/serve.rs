@@ -179,12 +179,18 @@ pub enum ServeError {
 /// # Caveats
 /// Run by hand (the magic cookie is missing or wrong) it prints go-plugin's "This binary
 /// is a plugin" text on stderr and **exits the process with status 1**, as go-plugin does.
-/// It ignores SIGINT (Ctrl-C in the host's terminal must not kill plugins), and with
-/// `capture_stdio` it redirects fds 1 and 2 after printing the handshake.
+/// It ignores SIGINT (Ctrl-C in the host's terminal must not kill plugins, as in
+/// go-plugin: the host decides), and treats SIGTERM like the host's Shutdown request:
+/// it stops serving, removes its unix socket and returns `Ok(())`, also as a container's
+/// PID 1 (which gets no default action for SIGTERM). With `capture_stdio` it redirects
+/// fds 1 and 2 after printing the handshake.
 ///
 /// # Errors
 /// Misconfiguration, listener and TLS set-up failures, and server failures.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    // Before anything slow (AutoMTLS key generation, binding): as PID 1 a SIGTERM that
+    // comes before the handler is lost.
+    let sigterm = crate::host_watch::listen_sigterm();
     check_host(&config.handshake)?;
     let negotiated = Negotiated::from_env(&config)?;
     let listener = Listener::bind(&negotiated.listen)?;
@@ -209,7 +215,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     // A plugin on a fixed address is not its host's child (Kubernetes, reattach).
     let outlive = std::env::var_os(env::OUTLIVE_HOST).is_some_and(|v| !v.is_empty());
-    crate::host_watch::spawn(&shutdown, !persistent && !outlive);
+    crate::host_watch::spawn(&shutdown, sigterm, !persistent && !outlive);
 
     let mut routes = build_routes(&negotiated.plugins, &session, &broker, &shutdown).await?;
     print_handshake(&negotiated, &listener, address)?;
