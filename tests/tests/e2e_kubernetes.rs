@@ -88,7 +88,7 @@ async fn e2e_start_call_and_kill_leave_nothing_behind() {
         }
         if std::env::var_os("INTERCOM_E2E_KUBECONFIG").is_none() {
             // What `assert_nothing_left` checks for processes is not vacuous (one pod per
-            // mode; a plugin that exits on Shutdown may be restarted before the deletion).
+            // mode).
             if let Some(kubelet) = env().kubelet() {
                 assert!(kubelet.started_processes(&ns).len() >= 2);
             }
@@ -319,6 +319,118 @@ async fn e2e_image_digest_pinning() {
         assert_nothing_left(&kube, &ns).await;
     })
     .await;
+}
+
+/// What a watch on a plugin's pods saw: the highest `restartCount` and every container
+/// id of the plugin container.
+#[derive(Debug, Default)]
+struct ContainerStarts {
+    max_restarts: i32,
+    container_ids: BTreeSet<String>,
+}
+
+/// Watches the pods labelled `intercom.dev/plugin=<name>`; returns once the watch has
+/// seen a pod, with the task that keeps recording.
+async fn watch_container_starts(
+    kube: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> (
+    std::sync::Arc<std::sync::Mutex<ContainerStarts>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use futures::TryStreamExt;
+    let pods: Api<Pod> = Api::namespaced(kube.clone(), ns);
+    let label = format!("intercom.dev/plugin={name}");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(ContainerStarts::default()));
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let record = seen.clone();
+    let task = tokio::spawn(async move {
+        let stream = kube::runtime::watcher(
+            pods,
+            kube::runtime::watcher::Config::default().labels(&label),
+        );
+        let mut stream = std::pin::pin!(kube::runtime::WatchStreamExt::applied_objects(stream));
+        let mut first = Some(first_tx);
+        while let Ok(Some(pod)) = stream.try_next().await {
+            let statuses = pod
+                .status
+                .and_then(|s| s.container_statuses)
+                .unwrap_or_default();
+            {
+                let mut seen = record.lock().unwrap();
+                for c in statuses.iter().filter(|c| c.name == "plugin") {
+                    seen.max_restarts = seen.max_restarts.max(c.restart_count);
+                    if let Some(id) = &c.container_id {
+                        seen.container_ids.insert(id.clone());
+                    }
+                }
+            }
+            if let Some(tx) = first.take() {
+                let _ = tx.send(());
+            }
+        }
+    });
+    first_rx.await.expect("the watch sees the plugin's pod");
+    (seen, task)
+}
+
+#[tokio::test]
+async fn e2e_kill_restarts_no_container() {
+    timed(async {
+        let kube = kube_client();
+        let ns = namespace(&kube, "e2e-kill-restart").await;
+        // A restart is a race between the plugin's exit and the kubelet noticing the
+        // deletion: a few rounds.
+        for round in 0..3 {
+            let name = format!("kill-{round}");
+            let client = plugin_client(config(
+                &kube,
+                &ns,
+                &name,
+                PluginWorkload::new(PLUGIN_IMAGE),
+                ConnectMode::PortForward,
+            ));
+            let mut kv = kv_client(&client).await;
+            whoami(&mut kv).await.unwrap();
+            let (seen, watch) = watch_container_starts(&kube, &ns, &name).await;
+            let started_before = on_envtest_started(&ns);
+            let killing = Instant::now();
+            client.kill().await;
+            eprintln!("round {round}: kill took {:?}", killing.elapsed());
+            assert!(client.exited());
+            // kill returned once the pods were gone; let the watch catch up.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            watch.abort();
+            let seen = std::mem::take(&mut *seen.lock().unwrap());
+            assert_eq!(
+                seen.max_restarts, 0,
+                "round {round}: the plugin container was restarted during kill: {seen:?}"
+            );
+            assert_eq!(
+                seen.container_ids.len(),
+                1,
+                "round {round}: one container during kill: {seen:?}"
+            );
+            assert_eq!(
+                on_envtest_started(&ns),
+                started_before,
+                "round {round}: the kubelet started no container process during kill"
+            );
+        }
+        assert_nothing_left(&kube, &ns).await;
+    })
+    .await;
+}
+
+/// How many container processes envtest's kubelet started for `ns` (0 on an external
+/// cluster, where the watch alone is the check).
+fn on_envtest_started(ns: &str) -> usize {
+    if support::on_external_cluster() {
+        0
+    } else {
+        env().kubelet().started_processes(ns).len()
+    }
 }
 
 #[tokio::test]

@@ -35,7 +35,7 @@
 //!         .kubernetes(KubernetesConfig::new(kube, "plugins").objects(deployment, service)),
 //! );
 //! let protocol = client.client().await?; // created, ready, handshaken, connected
-//! client.kill().await;                   // graceful shutdown, then Deployment + Service deleted
+//! client.kill().await;                   // Deployment + Service deleted, graceful shutdown, pods gone
 //! # Ok(()) }
 //! ```
 

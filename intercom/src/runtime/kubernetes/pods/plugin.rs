@@ -71,76 +71,45 @@ impl KubePlugin {
         let _ = self.exited.send(true);
     }
 
-    /// Graceful shutdown of each replica, then (unless only reattached) delete the
-    /// Deployment in the foreground and wait until its pods and the Service are gone.
+    /// Deletes the Deployment (unless only reattached), waits until its pods are being
+    /// deleted, asks each replica to shut down, and waits until the pods and the Service
+    /// are gone.
+    ///
+    /// Deleting comes first: a replica that exits on the Shutdown request while its pod is
+    /// not yet being deleted is restarted by the kubelet (`restartPolicy: Always`), and the
+    /// new process, still starting when the deletion's SIGTERM arrives, may miss it (as a
+    /// container's PID 1 a SIGTERM before its handler is installed is discarded) and run
+    /// out the termination grace period. Once a pod carries a deletionTimestamp the
+    /// kubelet restarts none of its containers, so the Shutdown request is only the
+    /// graceful flush.
     pub(super) async fn shutdown_and_delete(&self) -> std::io::Result<()> {
         if self.closed.is_cancelled() {
             return Ok(());
         }
         self.closed.cancel();
-        let channels = if self.delete_on_kill {
-            self.balancer.channels()
-        } else {
-            // Only disconnecting (a reattached client): leave the plugin running.
-            Vec::new()
-        };
-        let shutdowns = channels.into_iter().map(|(_, ch)| async move {
-            let mut ctl = crate::proto::grpc_controller_client::GrpcControllerClient::new(ch);
-            let _ =
-                tokio::time::timeout(Duration::from_secs(2), ctl.shutdown(crate::proto::Empty {}))
-                    .await;
-        });
-        futures::future::join_all(shutdowns).await;
-        self.stop_tasks();
-        lock(&self.legs).clear();
-        self.broker.close();
-        self.mark_exited();
         if !self.delete_on_kill {
+            // Only disconnecting (a reattached client): leave the plugin running.
+            self.disconnect();
             return Ok(());
         }
-        let foreground = DeleteParams::foreground();
-        let delete = self.deployments.delete(&self.deployment, &foreground);
-        match tokio::time::timeout(API_CALL_TIMEOUT, delete).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
-            Ok(Err(e)) => return Err(std::io::Error::other(e)),
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "the apiserver did not answer the delete of plugin Deployment {}/{} within {API_CALL_TIMEOUT:?}; it is left running (delete it, or reattach with delete_on_kill)",
-                        self.namespace, self.deployment
-                    ),
-                ));
-            }
+        self.delete_objects().await?;
+        let marked =
+            self.wait_pods(|pods| pods.iter().all(|p| p.metadata.deletion_timestamp.is_some()));
+        if tokio::time::timeout(PODS_MARKED_WITHIN, marked)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                deployment = %self.deployment,
+                "the plugin's pods were not being deleted within {PODS_MARKED_WITHIN:?} of deleting the Deployment; shutting the replicas down anyway (the kubelet may restart them once)"
+            );
         }
-        // The Service is owned by the Deployment, but delete it now rather than wait for
-        // the garbage collector.
-        let _ = tokio::time::timeout(
-            API_CALL_TIMEOUT,
-            self.services
-                .delete(&self.service, &DeleteParams::background()),
-        )
-        .await;
+        self.shutdown_replicas().await;
+        self.disconnect();
         let gone = async {
             wait_gone(&self.deployments, &self.deployment).await;
             wait_gone(&self.services, &self.service).await;
-            let lp = ListParams::default().labels(&self.selector());
-            loop {
-                match self.pods.list(&lp).await {
-                    // Only its own pods: others may carry its labels.
-                    Ok(list) if !list.items.iter().any(|p| self.owners.trusts(p)) => break,
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-                let stream = watcher(
-                    self.pods.clone(),
-                    watcher::Config::default()
-                        .labels(&self.selector())
-                        .timeout(5),
-                );
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.boxed().next()).await;
-            }
+            self.wait_pods(<[Pod]>::is_empty).await;
         };
         tokio::time::timeout(Duration::from_secs(120), gone)
             .await
@@ -151,7 +120,100 @@ impl KubePlugin {
                 ))
             })
     }
+
+    /// Asks every connected replica to shut down (go-plugin's `GRPCController.Shutdown`),
+    /// each within 2 s.
+    async fn shutdown_replicas(&self) {
+        let shutdowns = self
+            .balancer
+            .channels()
+            .into_iter()
+            .map(|(_, ch)| async move {
+                let mut ctl = crate::proto::grpc_controller_client::GrpcControllerClient::new(ch);
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    ctl.shutdown(crate::proto::Empty {}),
+                )
+                .await;
+            });
+        futures::future::join_all(shutdowns).await;
+    }
+
+    /// Drops every connection and background task, and reports the plugin exited.
+    fn disconnect(&self) {
+        self.stop_tasks();
+        lock(&self.legs).clear();
+        self.broker.close();
+        self.mark_exited();
+    }
+
+    /// Deletes the Deployment in the foreground (its pods are deleted before it goes), and
+    /// the Service now rather than through the garbage collector.
+    async fn delete_objects(&self) -> std::io::Result<()> {
+        let foreground = DeleteParams::foreground();
+        let delete = self.deployments.delete(&self.deployment, &foreground);
+        match tokio::time::timeout(API_CALL_TIMEOUT, delete).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
+            Ok(Err(e)) => {
+                self.disconnect();
+                return Err(std::io::Error::other(e));
+            }
+            Err(_) => {
+                self.disconnect();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the apiserver did not answer the delete of plugin Deployment {}/{} within {API_CALL_TIMEOUT:?}; it is left running (delete it, or reattach with delete_on_kill)",
+                        self.namespace, self.deployment
+                    ),
+                ));
+            }
+        }
+        let _ = tokio::time::timeout(
+            API_CALL_TIMEOUT,
+            self.services
+                .delete(&self.service, &DeleteParams::background()),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Waits until `done` holds for the plugin's own pods (by owner UID: others may carry
+    /// its labels), looking again on each change; also returns when they cannot be
+    /// listed. No timeout: the caller adds one.
+    async fn wait_pods(&self, done: impl Fn(&[Pod]) -> bool) {
+        let lp = ListParams::default().labels(&self.selector());
+        let mut changes = watcher(
+            self.pods.clone(),
+            watcher::Config::default()
+                .labels(&self.selector())
+                .timeout(5),
+        )
+        .default_backoff()
+        .boxed();
+        loop {
+            match self.pods.list(&lp).await {
+                Ok(list) => {
+                    let own: Vec<Pod> = list
+                        .items
+                        .into_iter()
+                        .filter(|p| self.owners.trusts(p))
+                        .collect();
+                    if done(&own) {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), changes.next()).await;
+        }
+    }
 }
+
+/// How long `kill` waits for the garbage collector to start deleting the pods of a
+/// deleted Deployment before shutting the replicas down anyway.
+const PODS_MARKED_WITHIN: Duration = Duration::from_secs(10);
 
 impl Drop for KubePlugin {
     fn drop(&mut self) {
