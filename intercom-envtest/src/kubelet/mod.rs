@@ -15,7 +15,10 @@
 //!   pod's `envFrom`/`env` (`fieldRef`, `configMapKeyRef`, `secretKeyRef`, `$(VAR)`
 //!   expansion), which win; an unspecified IP (`0.0.0.0:<port>`) in the resulting
 //!   `INTERCOM_LISTEN_ADDR` becomes the pod IP, the pod's only address here (no per-pod
-//!   loopback). Without `command` the image's executable runs with `args`;
+//!   loopback). `workingDir` and volume mounts are not applied (there is no mount
+//!   namespace, so a mount path would be a host path): the per-pod directory is the cwd,
+//!   private and writable, which is what a `workingDir` on an `emptyDir` gives a real pod.
+//!   Without `command` the image's executable runs with `args`;
 //!   with `command`, `command[0]` runs as given (a bare name is looked up in `PATH`).
 //!   Init containers (and `restartPolicy: Always` sidecars) run first.
 //! * **Networking**: each pod gets its own local IP, reported as `status.podIP`; `hostIP`

@@ -37,7 +37,8 @@ pub const POD_IP_ENV: &str = crate::protocol::env::POD_IP;
 /// [`DEFAULT_RUN_AS_USER`] unless the image's numeric `USER` is overridden by a full
 /// Deployment of your own), with no privilege escalation, every capability dropped, the
 /// `RuntimeDefault` seccomp profile and a read-only root filesystem; `/tmp` is a writable
-/// `emptyDir`. A plugin that needs more gives its own objects
+/// `emptyDir`, the container's working directory and its `TMPDIR` (the image's workdir,
+/// often `/`, is not writable by the non-root user). A plugin that needs more gives its own objects
 /// ([`KubernetesConfig::objects`](super::KubernetesConfig::objects)), which are used as given.
 ///
 /// ```
@@ -182,16 +183,10 @@ impl PluginWorkload {
             name: "plugin".into(),
             image: Some(self.image.clone()),
             args: (!self.args.is_empty()).then(|| self.args.clone()),
-            env: (!self.env.is_empty()).then(|| {
-                self.env
-                    .iter()
-                    .map(|(k, v)| EnvVar {
-                        name: k.clone(),
-                        value: Some(v.clone()),
-                        ..EnvVar::default()
-                    })
-                    .collect()
-            }),
+            env: Some(self.container_env()),
+            // The image's workdir (often `/`) is not writable by a non-root user, and the
+            // root filesystem is read-only: work in the scratch volume.
+            working_dir: Some(TMP_MOUNT.into()),
             ports: Some(vec![ContainerPort {
                 container_port: i32::from(self.port),
                 name: Some("plugin".into()),
@@ -202,7 +197,7 @@ impl PluginWorkload {
             security_context: Some(restricted_container()),
             volume_mounts: Some(vec![VolumeMount {
                 name: TMP_VOLUME.into(),
-                mount_path: "/tmp".into(),
+                mount_path: TMP_MOUNT.into(),
                 ..VolumeMount::default()
             }]),
             ..Container::default()
@@ -264,9 +259,29 @@ impl PluginWorkload {
     }
 }
 
-/// The writable scratch volume of a built pod, mounted at `/tmp` (the root filesystem is
-/// read-only).
+impl PluginWorkload {
+    /// The user's env, with `TMPDIR` pointing at the scratch volume unless they set it.
+    fn container_env(&self) -> Vec<EnvVar> {
+        let own_tmpdir = self.env.iter().any(|(k, _)| k == "TMPDIR");
+        let tmpdir = (!own_tmpdir).then(|| ("TMPDIR".to_string(), TMP_MOUNT.to_string()));
+        tmpdir
+            .into_iter()
+            .chain(self.env.iter().cloned())
+            .map(|(name, value)| EnvVar {
+                name,
+                value: Some(value),
+                ..EnvVar::default()
+            })
+            .collect()
+    }
+}
+
+/// The writable scratch volume of a built pod (an `emptyDir`: the root filesystem is
+/// read-only), mounted at [`TMP_MOUNT`].
 const TMP_VOLUME: &str = "tmp";
+
+/// Where [`TMP_VOLUME`] is mounted: the container's working directory and `TMPDIR`.
+const TMP_MOUNT: &str = "/tmp";
 
 /// The non-root user built pods run as when the image names none (distroless' `nonroot`).
 pub const DEFAULT_RUN_AS_USER: i64 = 65532;
@@ -476,6 +491,58 @@ mod tests {
         let mounts = spec.containers[0].volume_mounts.clone().unwrap();
         assert_eq!(mounts[0].mount_path, "/tmp");
         assert!(spec.volumes.unwrap()[0].empty_dir.is_some());
+    }
+
+    #[test]
+    fn built_pods_work_in_a_writable_directory_on_a_read_only_root() {
+        let (deployment, _) = PluginWorkload::new("img:1").build("p");
+        let spec = deployment.spec.unwrap().template.spec.unwrap();
+        let container = &spec.containers[0];
+        let workdir = container.working_dir.as_deref();
+        assert_eq!(
+            workdir,
+            Some("/tmp"),
+            "not the image's (root-owned) workdir"
+        );
+        let mount = container
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| Some(m.mount_path.as_str()) == workdir)
+            .expect("a volume mounted at the working directory");
+        assert_ne!(mount.read_only, Some(true));
+        let volume = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mount.name)
+            .expect("the mounted volume");
+        assert!(
+            volume.empty_dir.is_some(),
+            "writable by any uid: {volume:?}"
+        );
+        let env = container.env.clone().unwrap_or_default();
+        let tmpdir: Vec<_> = env.iter().filter(|e| e.name == "TMPDIR").collect();
+        assert_eq!(tmpdir.len(), 1);
+        assert_eq!(tmpdir[0].value.as_deref(), Some("/tmp"));
+        assert_eq!(
+            container
+                .security_context
+                .as_ref()
+                .and_then(|c| c.read_only_root_filesystem),
+            Some(true)
+        );
+
+        let (own, _) = PluginWorkload::new("img:1")
+            .env("TMPDIR", "/scratch")
+            .build("p");
+        let env = own.spec.unwrap().template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let tmpdir: Vec<_> = env.iter().filter(|e| e.name == "TMPDIR").collect();
+        assert_eq!(tmpdir.len(), 1, "the user's TMPDIR wins: {env:?}");
+        assert_eq!(tmpdir[0].value.as_deref(), Some("/scratch"));
     }
 
     #[test]
