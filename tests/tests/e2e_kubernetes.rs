@@ -321,6 +321,29 @@ async fn e2e_image_digest_pinning() {
     .await;
 }
 
+/// The `INTERCOM_E2E_KUBECONFIG` path loads its kubeconfig from inside a test's runtime
+/// (it used to drop a runtime there and panic), and the config reaches the cluster: here
+/// envtest's, through its admin kubeconfig file, as an external cluster's would be.
+#[tokio::test]
+async fn e2e_an_external_kubeconfig_loads_inside_a_test_runtime() {
+    timed(async {
+        let path = env().control_plane().kubeconfig().to_path_buf();
+        let config = support::external_cluster_config(path);
+        let kube = kube::Client::try_from(config).expect("a client from the kubeconfig");
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube);
+        let list = namespaces
+            .list(&kube::api::ListParams::default())
+            .await
+            .expect("the cluster answers");
+        assert!(
+            list.items
+                .iter()
+                .any(|n| n.metadata.name.as_deref() == Some("default"))
+        );
+    })
+    .await;
+}
+
 /// What a watch on a plugin's pods saw: the highest `restartCount` and every container
 /// id of the plugin container.
 #[derive(Debug, Default)]

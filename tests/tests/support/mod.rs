@@ -119,26 +119,30 @@ pub fn require_routed_pod_range() {
 /// The admin config of the cluster under test.
 pub fn cluster_config() -> kube::Config {
     match std::env::var_os("INTERCOM_E2E_KUBECONFIG") {
-        Some(path) => {
-            let kubeconfig =
-                kube::config::Kubeconfig::read_from(path).expect("INTERCOM_E2E_KUBECONFIG");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .expect("runtime");
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    rt.block_on(kube::Config::from_custom_kubeconfig(
-                        kubeconfig,
-                        &kube::config::KubeConfigOptions::default(),
-                    ))
-                })
-                .join()
-                .expect("kubeconfig thread")
-            })
-            .expect("kubeconfig")
-        }
+        Some(path) => external_cluster_config(path.into()),
         None => env().control_plane().kube_config(),
     }
+}
+
+/// The config of the kubeconfig at `path`. Tests call this from inside their own
+/// runtime, where no runtime may be blocked on or dropped: kube's async loader runs on a
+/// runtime made, used and dropped on a thread of its own.
+pub fn external_cluster_config(path: std::path::PathBuf) -> kube::Config {
+    std::thread::spawn(move || {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path)
+            .unwrap_or_else(|e| panic!("INTERCOM_E2E_KUBECONFIG {}: {e}", path.display()));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        ))
+        .expect("kubeconfig")
+    })
+    .join()
+    .expect("kubeconfig thread")
 }
 
 /// The SDK's low-latency client (what the README recommends for `PortForward`).
