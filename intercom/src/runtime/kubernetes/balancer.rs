@@ -44,10 +44,6 @@ impl Balancer {
         lock(&self.legs).len()
     }
 
-    pub(crate) fn channels(&self) -> Vec<(String, Channel)> {
-        lock(&self.legs).clone()
-    }
-
     /// Calls now fail at once.
     pub(crate) fn close(&self) {
         self.closed.cancel();

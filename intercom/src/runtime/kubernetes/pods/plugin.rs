@@ -71,17 +71,18 @@ impl KubePlugin {
         let _ = self.exited.send(true);
     }
 
-    /// Deletes the Deployment (unless only reattached), waits until its pods are being
-    /// deleted, asks each replica to shut down, and waits until the pods and the Service
-    /// are gone.
+    /// Deletes the Deployment (unless only reattached) and the Service, and waits until
+    /// the pods are gone.
     ///
-    /// Deleting comes first: a replica that exits on the Shutdown request while its pod is
-    /// not yet being deleted is restarted by the kubelet (`restartPolicy: Always`), and the
-    /// new process, still starting when the deletion's SIGTERM arrives, may miss it (as a
-    /// container's PID 1 a SIGTERM before its handler is installed is discarded) and run
-    /// out the termination grace period. Once a pod carries a deletionTimestamp the
-    /// kubelet restarts none of its containers, so the Shutdown request is only the
-    /// graceful flush.
+    /// The deletion's SIGTERM is the replicas' graceful shutdown (`serve` treats it as
+    /// go-plugin's `Shutdown`; go-plugin's Go plugins exit on it): no Shutdown request is
+    /// sent. A replica that exits on a Shutdown request before its kubelet has seen the
+    /// deletion is restarted (`restartPolicy: Always`), and the new process may miss the
+    /// deletion's SIGTERM while it starts (a container's PID 1 discards a signal it has
+    /// no handler for yet) and run out the termination grace period: a real kubelet
+    /// learns of the deletion only after the apiserver, so even waiting for the pods'
+    /// deletionTimestamp first left that window open (seen on containerd + kubelet
+    /// v1.35: `e2e_kill_restarts_no_container`).
     pub(super) async fn shutdown_and_delete(&self) -> std::io::Result<()> {
         if self.closed.is_cancelled() {
             return Ok(());
@@ -93,19 +94,30 @@ impl KubePlugin {
             return Ok(());
         }
         self.delete_objects().await?;
-        let marked =
-            self.wait_pods(|pods| pods.iter().all(|p| p.metadata.deletion_timestamp.is_some()));
-        if tokio::time::timeout(PODS_MARKED_WITHIN, marked)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                deployment = %self.deployment,
-                "the plugin's pods were not being deleted within {PODS_MARKED_WITHIN:?} of deleting the Deployment; shutting the replicas down anyway (the kubelet may restart them once)"
-            );
-        }
-        self.shutdown_replicas().await;
         self.disconnect();
+        self.wait_deleted().await
+    }
+
+    /// The clean-up of a start that failed: deletes the objects like
+    /// [`shutdown_and_delete`](Self::shutdown_and_delete) but does not wait for the pods to
+    /// go. The apiserver has the deletion; a plugin that failed its start may not handle
+    /// SIGTERM (it may not have reached `serve`) and, as its container's PID 1, would hold
+    /// the error back for the whole termination grace period.
+    pub(super) async fn delete_after_failed_start(&self) {
+        if self.closed.is_cancelled() {
+            return;
+        }
+        self.closed.cancel();
+        if self.delete_on_kill
+            && let Err(error) = self.delete_objects().await
+        {
+            tracing::warn!(deployment = %self.deployment, %error, "failed to delete the plugin after its failed start");
+        }
+        self.disconnect();
+    }
+
+    /// Waits (bounded) until the Deployment, the Service and the pods are gone.
+    async fn wait_deleted(&self) -> std::io::Result<()> {
         let gone = async {
             wait_gone(&self.deployments, &self.deployment).await;
             wait_gone(&self.services, &self.service).await;
@@ -119,24 +131,6 @@ impl KubePlugin {
                     self.deployment
                 ))
             })
-    }
-
-    /// Asks every connected replica to shut down (go-plugin's `GRPCController.Shutdown`),
-    /// each within 2 s.
-    async fn shutdown_replicas(&self) {
-        let shutdowns = self
-            .balancer
-            .channels()
-            .into_iter()
-            .map(|(_, ch)| async move {
-                let mut ctl = crate::proto::grpc_controller_client::GrpcControllerClient::new(ch);
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    ctl.shutdown(crate::proto::Empty {}),
-                )
-                .await;
-            });
-        futures::future::join_all(shutdowns).await;
     }
 
     /// Drops every connection and background task, and reports the plugin exited.
@@ -210,10 +204,6 @@ impl KubePlugin {
         }
     }
 }
-
-/// How long `kill` waits for the garbage collector to start deleting the pods of a
-/// deleted Deployment before shutting the replicas down anyway.
-const PODS_MARKED_WITHIN: Duration = Duration::from_secs(10);
 
 impl Drop for KubePlugin {
     fn drop(&mut self) {

@@ -62,7 +62,7 @@ pub(super) async fn connect_all(
     let version = match outcome {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
-            let _ = plugin.shutdown_and_delete().await;
+            plugin.delete_after_failed_start().await;
             return Err(e);
         }
         Err(_) => {
@@ -70,7 +70,7 @@ pub(super) async fn connect_all(
                 Start::Waiting(step) => *step,
                 _ => "connecting",
             };
-            let _ = plugin.shutdown_and_delete().await;
+            plugin.delete_after_failed_start().await;
             return Err(KubeError::Timeout {
                 deployment: plugin.deployment.clone(),
                 step,
