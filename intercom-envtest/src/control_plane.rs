@@ -247,6 +247,7 @@ pub struct ControlPlaneBuilder {
     start_timeout: Duration,
     service_cidr: Option<PodCidr>,
     node_lifecycle: bool,
+    advertise_address: Option<Ipv4Addr>,
 }
 
 impl Default for ControlPlaneBuilder {
@@ -256,6 +257,7 @@ impl Default for ControlPlaneBuilder {
             start_timeout: DEFAULT_START_TIMEOUT,
             service_cidr: None,
             node_lifecycle: false,
+            advertise_address: None,
         }
     }
 }
@@ -289,6 +291,22 @@ impl ControlPlaneBuilder {
         self
     }
 
+    /// Makes the apiserver reachable from pods at `address`, an address of this network
+    /// namespace (a real node's IP): it binds all addresses (`--bind-address=0.0.0.0`)
+    /// instead of 127.0.0.1, advertises `address`, runs the `lease` endpoint reconciler so
+    /// that the `kubernetes` Service gets the endpoint `<address>:<port>`, and its serving
+    /// certificate names `address` too. [`ControlPlane::server_url`] and the kubeconfigs
+    /// keep using 127.0.0.1.
+    ///
+    /// Off by default: the apiserver listens on 127.0.0.1 only and the `kubernetes`
+    /// Service has no endpoints (Endpoints validation rejects loopback addresses). Binding
+    /// all addresses exposes the apiserver on every interface of the network namespace, so
+    /// use it inside a private one (as `real-node-ns.sh` makes).
+    pub fn advertise_address(mut self, address: Ipv4Addr) -> Self {
+        self.advertise_address = Some(address);
+        self
+    }
+
     /// Starts the control plane; see [`ControlPlane::start`].
     ///
     /// # Errors
@@ -315,6 +333,7 @@ impl ControlPlaneBuilder {
             deadline,
             service_cidr,
             controllers: &controllers,
+            advertise_address: self.advertise_address,
         };
         match start_once(&binaries, &settings).await {
             Err(err) if err.is_port_conflict() => {
@@ -538,6 +557,8 @@ struct Settings<'a> {
     deadline: Instant,
     service_cidr: PodCidr,
     controllers: &'a [&'a str],
+    /// See [`ControlPlaneBuilder::advertise_address`].
+    advertise_address: Option<Ipv4Addr>,
 }
 
 async fn start_once(
@@ -548,6 +569,7 @@ async fn start_once(
         deadline,
         service_cidr,
         controllers,
+        advertise_address,
     } = *settings;
     let started = Instant::now();
     // Declared first so that it is dropped last, after every process is killed.
@@ -558,7 +580,12 @@ async fn start_once(
     let root = dir.path().to_owned();
     let ports = Ports::reserve()?;
     let kubernetes_ip = std::net::Ipv4Addr::from(*service_cidr.hosts().start()).to_string();
-    let (pki, material) = Pki::generate(&root.join("pki"), &kubernetes_ip)?;
+    let advertised = advertise_address.map(|ip| ip.to_string());
+    let extra_ips: Vec<&str> = [Some(kubernetes_ip.as_str()), advertised.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let (pki, material) = Pki::generate(&root.join("pki"), &extra_ips)?;
 
     let server_url = format!("https://127.0.0.1:{}", ports.apiserver);
     let kubeconfig = root.join("admin.kubeconfig");
@@ -612,7 +639,10 @@ async fn start_once(
         Process::spawn(
             Component::KubeApiserver,
             &binaries.kube_apiserver,
-            apiserver_args(&root, ports, &pki, &material, service_cidr),
+            apiserver_args(&root, ports, &pki, &material, service_cidr)
+                .into_iter()
+                .chain(listen_args(advertise_address))
+                .collect(),
             &root,
             root.join("kube-apiserver.log"),
         )
@@ -724,8 +754,6 @@ fn apiserver_args(
 ) -> Vec<OsString> {
     vec![
         format!("--etcd-servers=http://127.0.0.1:{}", ports.etcd_client).into(),
-        "--bind-address=127.0.0.1".into(),
-        "--advertise-address=127.0.0.1".into(),
         format!("--secure-port={}", ports.apiserver).into(),
         flag("--cert-dir", &root.join("apiserver-certs")),
         flag("--tls-cert-file", &material.apiserver_cert_path),
@@ -754,14 +782,31 @@ fn apiserver_args(
         flag("--kubelet-certificate-authority", &pki.ca_cert_path),
         "--kubelet-preferred-address-types=InternalIP".into(),
         "--enable-priority-and-fairness=false".into(),
-        // The `kubernetes` Service cannot get endpoints: its address would be 127.0.0.1, which
-        // Endpoints validation rejects (the lease reconciler logs that every 10 s).
-        "--endpoint-reconciler-type=none".into(),
         "--profiling=false".into(),
         // As on clusters that harden owner references (OpenShift, many managed ones): an
         // ownerReference with blockOwnerDeletion needs `update` on the owner's finalizers.
         "--enable-admission-plugins=OwnerReferencesPermissionEnforcement".into(),
     ]
+}
+
+/// Where the apiserver listens and what it advertises; see
+/// [`ControlPlaneBuilder::advertise_address`].
+fn listen_args(advertise_address: Option<Ipv4Addr>) -> Vec<OsString> {
+    match advertise_address {
+        Some(address) => vec![
+            "--bind-address=0.0.0.0".into(),
+            format!("--advertise-address={address}").into(),
+            "--endpoint-reconciler-type=lease".into(),
+        ],
+        None => vec![
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            // The `kubernetes` Service cannot get endpoints: its address would be
+            // 127.0.0.1, which Endpoints validation rejects (the lease reconciler logs that
+            // every 10 s).
+            "--endpoint-reconciler-type=none".into(),
+        ],
+    }
 }
 
 fn controller_manager_args(
@@ -921,6 +966,31 @@ mod tests {
             err.to_string()
                 .starts_with("kube-apiserver exited during start-up"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_apiserver_listens_on_loopback_unless_it_advertises_an_address() {
+        let text = |args: Vec<OsString>| -> Vec<String> {
+            args.into_iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            text(listen_args(None)),
+            [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none"
+            ]
+        );
+        assert_eq!(
+            text(listen_args(Some(Ipv4Addr::new(10, 215, 0, 2)))),
+            [
+                "--bind-address=0.0.0.0",
+                "--advertise-address=10.215.0.2",
+                "--endpoint-reconciler-type=lease"
+            ]
         );
     }
 

@@ -226,7 +226,10 @@ impl EnvBuilder {
         if kind == NodeKind::Real {
             // Before anything starts: a real node outside its namespaces fails at once.
             crate::real_node::preflight()?;
-            control_plane = control_plane.node_lifecycle(true);
+            // Pods reach the apiserver at the node IP, through the `kubernetes` Service.
+            control_plane = control_plane
+                .node_lifecycle(true)
+                .advertise_address(crate::real_node::node_ip_from_env()?);
         }
         let service_cidr = match self.service_network {
             Some(network) => {

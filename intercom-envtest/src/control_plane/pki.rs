@@ -86,11 +86,12 @@ pub(super) struct Material {
 
 impl Pki {
     /// Creates the CA and every certificate the control plane needs, and writes them to `dir`.
-    /// `kubernetes_ip` is the first address of `--service-cluster-ip-range`: the ClusterIP of
-    /// the `kubernetes` Service, which the apiserver's serving certificate must name.
+    /// `apiserver_ips` are the addresses the apiserver's serving certificate must name
+    /// besides 127.0.0.1: the ClusterIP of the `kubernetes` Service (the first address of
+    /// `--service-cluster-ip-range`) and the advertised address, if any.
     pub(super) fn generate(
         dir: &Path,
-        kubernetes_ip: &str,
+        apiserver_ips: &[&str],
     ) -> Result<(Pki, Material), ControlPlaneError> {
         create_dir(dir)?;
 
@@ -124,18 +125,18 @@ impl Pki {
         write(&pki.ca_cert_path, &pki.ca_cert_pem)?;
         write(&pki.ca_key_path, &pki.ca_key_pem)?;
 
-        let serving = pki.issue_serving_cert(
-            "kube-apiserver",
-            &[
-                "127.0.0.1",
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-                kubernetes_ip,
-            ],
-        )?;
+        let sans: Vec<&str> = [
+            "127.0.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ]
+        .into_iter()
+        .chain(apiserver_ips.iter().copied())
+        .collect();
+        let serving = pki.issue_serving_cert("kube-apiserver", &sans)?;
         let kubelet_client =
             pki.issue_client_cert("kube-apiserver-kubelet-client", &["system:masters"])?;
         let admin = pki.issue_client_cert("admin", &["system:masters"])?;
@@ -265,7 +266,7 @@ mod tests {
     #[test]
     fn generate_writes_every_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (pki, material) = Pki::generate(dir.path(), "10.0.0.1").expect("generate");
+        let (pki, material) = Pki::generate(dir.path(), &["10.0.0.1"]).expect("generate");
         for path in [
             &pki.ca_cert_path,
             &pki.ca_key_path,
@@ -289,7 +290,7 @@ mod tests {
     #[test]
     fn issue_rejects_invalid_dns_name() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (pki, _) = Pki::generate(dir.path(), "10.0.0.1").expect("generate");
+        let (pki, _) = Pki::generate(dir.path(), &["10.0.0.1"]).expect("generate");
         let err = pki
             .issue_serving_cert("node", &["caf\u{e9}.example"])
             .expect_err("invalid SAN");

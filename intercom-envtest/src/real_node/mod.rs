@@ -11,6 +11,13 @@
 //! and imported into containerd, so pods use them with any pull policy and never reach a
 //! registry.
 //!
+//! The apiserver is reachable from pods: an [`Env`](crate::Env) with a real node makes it
+//! listen on all addresses of the private network namespace and advertise the node IP
+//! ([`ControlPlaneBuilder::advertise_address`](crate::control_plane::ControlPlaneBuilder::advertise_address)),
+//! so the `kubernetes` Service has the endpoint `<node IP>:<apiserver port>`, which
+//! kube-proxy serves at `kubernetes.default.svc:443`, and in-cluster clients
+//! (ServiceAccount token, `KUBERNETES_SERVICE_HOST`) work in pods.
+//!
 //! Dropping it kills every container and shim, unmounts what containerd and kubelet
 //! mounted, removes the pods' cgroups and then the directory.
 
@@ -392,7 +399,7 @@ fn is_ready(node: &Node) -> bool {
 }
 
 /// The node IP from [`NODE_IP_ENV`] (default `10.215.0.2`, `real-node-ns.sh`'s).
-fn node_ip_from_env() -> Result<Ipv4Addr, RealNodeError> {
+pub(crate) fn node_ip_from_env() -> Result<Ipv4Addr, RealNodeError> {
     let value = std::env::var(NODE_IP_ENV).unwrap_or_else(|_| "10.215.0.2".to_owned());
     value
         .trim()
