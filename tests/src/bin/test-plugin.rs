@@ -17,6 +17,10 @@
 //! KV keys with special meaning: `get crash` aborts the process mid-call; `get whoami`
 //! answers the pod IP (`INTERCOM_POD_IP`); `get sleep` takes 30 s; `put stdio` writes
 //! numbered lines to stdout and stderr and logs through `tracing`.
+//!
+//! KV values and counters are files `kv_<key>` in `INTERCOM_TEST_PLUGIN_DIR` (default:
+//! the working directory, as go-plugin's examples keep them; a pod with a read-only root
+//! filesystem and `/` as its working directory needs `/tmp`).
 
 use std::time::Duration;
 
@@ -43,7 +47,7 @@ impl kv::kv_server::Kv for Kv {
             "sleep" => tokio::time::sleep(Duration::from_secs(30)).await,
             _ => {}
         }
-        let value = tokio::fs::read(format!("kv_{key}"))
+        let value = tokio::fs::read(data_file(&key))
             .await
             .map_err(|e| Status::not_found(format!("{key}: {e}")))?;
         Ok(Response::new(kv::GetResponse { value }))
@@ -64,9 +68,10 @@ impl kv::kv_server::Kv for Kv {
             let _ = std::io::stdout().flush();
         }
         value.extend_from_slice(b"\n\nWritten from plugin-rust-grpc");
-        tokio::fs::write(format!("kv_{key}"), value)
+        let file = data_file(&key);
+        tokio::fs::write(&file, value)
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| Status::internal(format!("write {file:?}: {e}")))?;
         Ok(Response::new(kv::Empty {}))
     }
 }
@@ -74,8 +79,14 @@ impl kv::kv_server::Kv for Kv {
 #[derive(Clone)]
 struct Counter(GrpcBroker);
 
+/// The file holding `key`'s value (see the module docs).
+fn data_file(key: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("INTERCOM_TEST_PLUGIN_DIR").unwrap_or_default();
+    std::path::Path::new(&dir).join(format!("kv_{key}"))
+}
+
 fn read_counter(key: &str) -> i64 {
-    std::fs::read(format!("kv_{key}"))
+    std::fs::read(data_file(key))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v.get("Value").and_then(serde_json::Value::as_i64))
@@ -116,8 +127,9 @@ impl counter::counter_server::Counter for Counter {
             .await?
             .into_inner()
             .r;
-        std::fs::write(format!("kv_{key}"), format!("{{\"Value\":{sum}}}"))
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let file = data_file(&key);
+        std::fs::write(&file, format!("{{\"Value\":{sum}}}"))
+            .map_err(|e| Status::internal(format!("write {file:?}: {e}")))?;
         Ok(Response::new(counter::Empty {}))
     }
 }

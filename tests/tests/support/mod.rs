@@ -19,6 +19,8 @@ use kube::api::{Api, ListParams, PostParams};
 pub const PLUGIN_IMAGE: &str = "intercom.test/test-plugin:1";
 /// The `#[intercom::plugin]` test plugin's image.
 pub const MACRO_IMAGE: &str = "intercom.test/macro-plugin:1";
+/// The test host (`test-host`), for a host running in a pod.
+pub const HOST_IMAGE: &str = "intercom.test/test-host:1";
 /// An image that is not a plugin (`sleep`).
 pub const SLEEPER_IMAGE: &str = "intercom.test/sleeper:1";
 /// The test plugin pinned by a digest that is not its own.
@@ -77,6 +79,7 @@ pub fn env() -> &'static Env {
             .image(PLUGIN_IMAGE, test_plugin_path())
             .image(SLEEPER_IMAGE, "/bin/sleep")
             .image(MACRO_IMAGE, env!("CARGO_BIN_EXE_macro-plugin"))
+            .image(HOST_IMAGE, env!("CARGO_BIN_EXE_test-host"))
             .backoff_base(Duration::from_millis(500));
         if !on_real_node() {
             // The process kubelet maps references to executables; a real node has the
