@@ -989,22 +989,16 @@ async fn e2e_a_dropped_port_forward_is_reestablished() {
             .await
             .try_into()
             .expect("one pod");
-        let kubelet = env()
-            .kubelet()
-            .expect("cutting a forward needs the process kubelet");
-        let sessions = kubelet.port_forward_sessions(&ns, &pod);
-        assert!(sessions >= 1);
+        let forwards = Forwards::of_env();
+        let sessions = forwards.sessions(&ns, &pod).await;
+        assert!(!sessions.is_empty(), "no port-forward into {pod}");
         let cut_at = Instant::now();
-        kubelet.cut_port_forwards(&ns, &pod);
+        forwards.cut(&ns, &pod).await;
         // The forward is re-established to the same pod, with nothing done by the host.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while kubelet.port_forward_sessions(&ns, &pod) == sessions {
-            assert!(
-                Instant::now() < deadline,
-                "the port-forward was not re-established"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        forwards
+            .wait_new_session(&ns, &pod, &sessions, deadline)
+            .await;
         let after = whoami_eventually(&mut kv).await;
         eprintln!(
             "port-forward cut: answering again after {:?}",
@@ -1015,21 +1009,76 @@ async fn e2e_a_dropped_port_forward_is_reestablished() {
         assert_eq!(now.len(), 1);
         assert_eq!(now[0].0, pod, "the pod was not replaced");
         // And again: every drop is repaired.
-        let sessions = kubelet.port_forward_sessions(&ns, &pod);
-        kubelet.cut_port_forwards(&ns, &pod);
-        while kubelet.port_forward_sessions(&ns, &pod) == sessions {
-            assert!(
-                Instant::now() < deadline + Duration::from_secs(30),
-                "not re-established twice"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let sessions = forwards.sessions(&ns, &pod).await;
+        forwards.cut(&ns, &pod).await;
+        let deadline = deadline + Duration::from_secs(30);
+        forwards
+            .wait_new_session(&ns, &pod, &sessions, deadline)
+            .await;
         assert_eq!(whoami_eventually(&mut kv).await, before);
         assert!(!client.exited());
         client.kill().await;
         assert_nothing_left(&kube, &ns).await;
     })
     .await;
+}
+
+/// The port-forwards into one pod, seen and cut on either node: the process kubelet
+/// counts the sessions it served and ends them itself; on a real node each forward is a
+/// loopback connection in the pod's network namespace (containerd dials `localhost`),
+/// destroyed with `ss -K`.
+enum Forwards {
+    Process(&'static intercom_envtest::Kubelet),
+    Real(&'static intercom_envtest::real_node::RealNode),
+}
+
+impl Forwards {
+    fn of_env() -> Forwards {
+        match (env().kubelet(), env().real_node()) {
+            (Some(kubelet), _) => Forwards::Process(kubelet),
+            (None, Some(node)) => Forwards::Real(node),
+            (None, None) => panic!("an envtest node"),
+        }
+    }
+
+    /// What identifies the current sessions (a count, or the connections).
+    async fn sessions(&self, ns: &str, pod: &str) -> BTreeSet<String> {
+        match self {
+            Forwards::Process(kubelet) => match kubelet.port_forward_sessions(ns, pod) {
+                0 => BTreeSet::new(),
+                n => BTreeSet::from([n.to_string()]),
+            },
+            Forwards::Real(node) => node.port_forward_connections(ns, pod).await.unwrap(),
+        }
+    }
+
+    async fn cut(&self, ns: &str, pod: &str) {
+        match self {
+            Forwards::Process(kubelet) => kubelet.cut_port_forwards(ns, pod),
+            Forwards::Real(node) => node.cut_port_forwards(ns, pod).await.unwrap(),
+        }
+    }
+
+    /// Waits until a session other than those in `before` is open.
+    async fn wait_new_session(
+        &self,
+        ns: &str,
+        pod: &str,
+        before: &BTreeSet<String>,
+        deadline: Instant,
+    ) {
+        loop {
+            let now = self.sessions(ns, pod).await;
+            if now.iter().any(|s| !before.contains(s)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the port-forward was not re-established"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 #[tokio::test]

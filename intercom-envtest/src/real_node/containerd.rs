@@ -180,8 +180,33 @@ pub(super) async fn running_containers(
         .collect())
 }
 
+/// The pid of the running sandbox (pause) container of pod `namespace/pod`.
+pub(super) async fn sandbox_pid(
+    ctr: &Path,
+    socket: &Path,
+    namespace: &str,
+    pod: &str,
+) -> Result<Option<u32>, RealNodeError> {
+    let filter = format!(
+        "labels.\"io.kubernetes.pod.namespace\"=={namespace},labels.\"io.kubernetes.pod.name\"=={pod},labels.\"io.cri-containerd.kind\"==sandbox"
+    );
+    let ids = run_ctr(ctr, socket, &["containers", "ls", "--quiet", &filter]).await?;
+    let ids: Vec<&str> = ids.lines().map(str::trim).collect();
+    let tasks = run_ctr(ctr, socket, &["tasks", "ls"]).await?;
+    Ok(tasks.lines().skip(1).find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let id = fields.next()?;
+        let pid = fields.next()?.parse().ok()?;
+        (ids.contains(&id) && fields.next() == Some("RUNNING")).then_some(pid)
+    }))
+}
+
 /// `ctr --address <socket> --namespace k8s.io <args>`'s standard output.
-async fn run_ctr(ctr: &Path, socket: &Path, args: &[&str]) -> Result<String, RealNodeError> {
+pub(super) async fn run_ctr(
+    ctr: &Path,
+    socket: &Path,
+    args: &[&str],
+) -> Result<String, RealNodeError> {
     let output = tokio::process::Command::new(ctr)
         .arg("--address")
         .arg(socket)

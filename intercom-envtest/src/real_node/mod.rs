@@ -325,6 +325,65 @@ impl RealNode {
         containerd::running_containers(&self.ctr, &self.containerd_socket, namespace).await
     }
 
+    /// The established loopback TCP connections inside pod `namespace/pod`'s network
+    /// namespace, as `local->peer`: containerd's port-forward dials the container's port
+    /// on `localhost` there, so each open forward shows as one.
+    ///
+    /// # Errors
+    /// [`RealNodeError::Ctr`] or [`RealNodeError::Io`]; no running pod gives an empty set.
+    pub async fn port_forward_connections(
+        &self,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<std::collections::BTreeSet<String>, RealNodeError> {
+        let Some(out) = self.ss_in_pod(namespace, pod, &["-Htn"]).await? else {
+            return Ok(Default::default());
+        };
+        Ok(out
+            .lines()
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let (local, peer) = (fields.get(2)?, fields.get(3)?);
+                Some(format!("{local}->{peer}"))
+            })
+            .collect())
+    }
+
+    /// Cuts every port-forward into pod `namespace/pod` (its loopback connections are
+    /// destroyed with `ss -K`, as a dropped network path would end them).
+    ///
+    /// # Errors
+    /// As [`port_forward_connections`](Self::port_forward_connections).
+    pub async fn cut_port_forwards(&self, namespace: &str, pod: &str) -> Result<(), RealNodeError> {
+        self.ss_in_pod(namespace, pod, &["-K"]).await.map(drop)
+    }
+
+    /// `ss <args> state established src 127.0.0.1` in the pod's network namespace;
+    /// `None` when the pod has no running sandbox.
+    async fn ss_in_pod(
+        &self,
+        namespace: &str,
+        pod: &str,
+        args: &[&str],
+    ) -> Result<Option<String>, RealNodeError> {
+        let ctr = &self.ctr;
+        let Some(pid) =
+            containerd::sandbox_pid(ctr, &self.containerd_socket, namespace, pod).await?
+        else {
+            return Ok(None);
+        };
+        let output = tokio::process::Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .arg("ss")
+            .args(args)
+            .args(["state", "established", "src", "127.0.0.1"])
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|source| io("run", "nsenter".into(), source))?;
+        Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
+    }
+
     /// containerd's socket (for `ctr --address` or `crictl --runtime-endpoint`).
     pub fn containerd_socket(&self) -> &Path {
         &self.containerd_socket
