@@ -25,6 +25,7 @@ use std::process::ExitCode;
 use intercom::runtime::ProcessLauncher;
 use intercom::{Client, ClientConfig, PluginSet, ServeConfig, Status, Streaming};
 use tokio::io::AsyncReadExt as _;
+use tokio_util::task::TaskTracker;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
@@ -83,8 +84,12 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 // ---------------------------------------------------------------------------------------
 
 /// The plugin's implementation: the local file system.
-#[derive(Debug)]
-struct LocalFiles;
+#[derive(Debug, Clone, Default)]
+struct LocalFiles {
+    /// The file readers still running: the plugin waits for them before it exits, so a
+    /// reader's last log line ("the host stopped reading") always reaches the host.
+    readers: TaskTracker,
+}
 
 #[intercom::async_trait]
 impl Files for LocalFiles {
@@ -96,7 +101,7 @@ impl Files for LocalFiles {
             .await
             .map_err(|e| Status::not_found(format!("failed to open {path}: {e}")))?;
         let (tx, chunks) = Streaming::channel(READ_AHEAD);
-        tokio::spawn(async move {
+        self.readers.spawn(async move {
             let mut sent = 0u64;
             loop {
                 let mut chunk = vec![0; chunk_size as usize];
@@ -134,13 +139,25 @@ impl Files for LocalFiles {
 
 /// `stream plugin`: serves [`LocalFiles`] until the host shuts it down.
 async fn plugin() -> Result<(), Box<dyn Error>> {
+    let files = LocalFiles::default();
+    let readers = files.readers.clone();
     intercom::serve(
-        ServeConfig::new(FilesPlugin::HANDSHAKE)
-            .plugin(PLUGIN_NAME, FilesPlugin::server(LocalFiles)),
+        ServeConfig::new(FilesPlugin::HANDSHAKE).plugin(PLUGIN_NAME, FilesPlugin::server(files)),
     )
     .await?;
+    // The connections are closed now, so every reader's next send fails and it ends.
+    readers.close();
+    if tokio::time::timeout(READERS_GRACE, readers.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("file readers still running after {READERS_GRACE:?}; exiting anyway");
+    }
     Ok(())
 }
+
+/// How long the plugin waits for its file readers after serving ends.
+const READERS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------
 // Host side
