@@ -15,7 +15,7 @@
 #   killed, the kernel kills everything started inside (containerd shims and containers
 #   included), so a crashed test run leaves nothing running;
 # - a private mount namespace with tmpfs over /var/lib, /var/log and /run (kubelet's and
-#   CNI's fixed paths), a private /etc/hosts and /etc/resolv.conf (cluster DNS on the node
+#   CNI's fixed paths) and over /tmp, a private /etc/hosts and /etc/resolv.conf (cluster DNS on the node
 #   IP), and plain files bind-mounted over the global sysctls kubelet writes
 #   (vm/overcommit_memory, kernel/panic, kernel/panic_on_oops), so its writes land there.
 #
@@ -66,6 +66,9 @@ ip route add default via "$gateway" dev intercom-node
 for dir in /var/lib /var/log /run; do
     mount -t tmpfs -o mode=755 tmpfs "$dir"
 done
+# Temporary directories (control planes that outlive their test binary's tests) go
+# with the namespace too.
+mount -t tmpfs -o mode=1777 tmpfs /tmp
 mkdir -p /var/lib/cni /var/log/containers /var/log/pods /run/netns /run/intercom-real-node
 # The private files live on the namespace's own /run: nothing is left behind.
 private=/run/intercom-real-node

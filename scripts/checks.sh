@@ -47,7 +47,7 @@ fi
 # intercom-envtest, like kube, selects no k8s-openapi version, so its tarball is built
 # with one chosen here (k8s-openapi refuses to build without); the others need none.
 check cargo package --locked --allow-dirty -p intercom-build -p intercom-macros -p intercom
-check cargo package --locked --allow-dirty -p intercom-envtest --features k8s-openapi/v1_35
+check cargo package --locked --allow-dirty -p intercom-build -p intercom-envtest --features k8s-openapi/v1_35
 
 msrv="$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)"
 if command -v rustup >/dev/null 2>&1; then
