@@ -44,6 +44,13 @@ else
     step "no nightly toolchain: skipping the docs.rs (--cfg docsrs) build"
 fi
 
+# Verifying a tarball unpacks the sibling crates it depends on into Cargo's registry
+# sources by name and version, and a later run reuses what is there: a copy of this
+# version packaged before (an older tree) would be built instead of the current one.
+for stale in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/intercom-{build,macros}-"$(
+    sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"; do
+    if [[ -d "$stale" ]]; then rm -rf "$stale"; fi
+done
 # intercom-envtest, like kube, selects no k8s-openapi version, so its tarball is built
 # with one chosen here (k8s-openapi refuses to build without); the others need none.
 check cargo package --locked --allow-dirty -p intercom-build -p intercom-macros -p intercom

@@ -154,9 +154,6 @@ async fn e2e_a_stray_pod_with_the_plugin_labels_gets_no_call() {
 async fn e2e_a_stray_pod_behind_the_service_is_not_pinned() {
     timed(async {
         require_routed_pod_range();
-        let proxy = env().service_proxy().expect(
-            "no Service proxy: INTERCOM_ENVTEST_SERVICE_CIDR is not set; run the suite through scripts/test.sh",
-        );
         let kube = kube_client();
         let ns = namespace(&kube, "e2e-stray-dns").await;
         let client = plugin_client(config(
@@ -175,17 +172,18 @@ async fn e2e_a_stray_pod_behind_the_service_is_not_pinned() {
         let stray = stray_pod(&kube, &ns, &pod, "stray").await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         // The Service selects the stray pod too (by labels); send every connection there.
-        let before = proxy.connections(&ns, "pinned");
-        proxy.steer(&ns, "pinned", Some(stray.parse().expect("pod IP")));
-        proxy.reset(&ns, "pinned");
+        let mut steer = Steer::new(&kube, &ns, "pinned").await;
+        steer.to(&stray, &ip);
+        let before = steer.dials();
+        steer.reset();
         answers_only_from(&mut kv, &ip, &stray, Duration::from_secs(5)).await;
         assert!(
-            proxy.connections(&ns, "pinned") > before,
+            steer.dials() > before,
             "the host did not dial through the Service to the stray pod"
         );
         // Back to the owned pod: calls are answered again.
-        proxy.steer(&ns, "pinned", Some(ip.parse().expect("pod IP")));
-        proxy.reset(&ns, "pinned");
+        steer.to(&ip, &stray);
+        steer.reset();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match whoami(&mut kv).await {
@@ -193,16 +191,145 @@ async fn e2e_a_stray_pod_behind_the_service_is_not_pinned() {
                     assert_eq!(who, ip);
                     break;
                 }
-                Err(e) => assert!(Instant::now() < deadline, "no answer after steering back: {e}"),
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "no answer after steering back: {e}"
+                ),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        proxy.steer(&ns, "pinned", None);
+        steer.clear();
         client.kill().await;
         delete_stray(&kube, &ns, "stray").await;
         assert_nothing_left(&kube, &ns).await;
     })
     .await;
+}
+
+/// One Service's connections sent to one pod, on either node. The process kubelet's
+/// Service proxy steers, resets and counts them itself. On a real node kube-proxy
+/// balances at random, so iptables in the node's network namespace (where the test runs)
+/// answers connections to the other pod with a TCP reset and counts the SYNs to the chosen
+/// one, and `ss -K` ends the host's open connections to the ClusterIP.
+enum Steer {
+    Proxy {
+        proxy: &'static intercom_envtest::service_proxy::ServiceProxy,
+        ns: String,
+        service: String,
+    },
+    Kube {
+        cluster_ip: String,
+        port: i32,
+    },
+}
+
+/// The iptables chain the real-node steering lives in.
+const STEER_CHAIN: &str = "INTERCOM-E2E-STEER";
+
+impl Steer {
+    async fn new(kube: &kube::Client, ns: &str, service: &str) -> Steer {
+        if let Some(proxy) = env().service_proxy() {
+            return Steer::Proxy {
+                proxy,
+                ns: ns.into(),
+                service: service.into(),
+            };
+        }
+        assert!(
+            support::on_real_node(),
+            "no Service proxy: INTERCOM_ENVTEST_SERVICE_CIDR is not set; run the suite through scripts/test.sh"
+        );
+        let svc = Api::<k8s_openapi::api::core::v1::Service>::namespaced(kube.clone(), ns)
+            .get(service)
+            .await
+            .unwrap();
+        let spec = svc.spec.expect("a Service spec");
+        let port = spec.ports.as_ref().and_then(|p| p.first()).expect("a port");
+        let port = match &port.target_port {
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p)) => *p,
+            _ => port.port,
+        };
+        iptables(&["-N", STEER_CHAIN]);
+        iptables(&["-I", "OUTPUT", "-j", STEER_CHAIN]);
+        Steer::Kube {
+            cluster_ip: spec.cluster_ip.expect("a ClusterIP"),
+            port,
+        }
+    }
+
+    /// From now on the Service's new connections reach `target`, none `other`.
+    fn to(&mut self, target: &str, other: &str) {
+        match self {
+            Steer::Proxy { proxy, ns, service } => {
+                proxy.steer(ns, service, Some(target.parse().expect("pod IP")));
+            }
+            Steer::Kube { port, .. } => {
+                let port = port.to_string();
+                iptables(&["-F", STEER_CHAIN]);
+                let dial = [
+                    "-p", "tcp", "-d", target, "--dport", &port, "--syn", "-j", "RETURN",
+                ];
+                iptables(&[&["-A", STEER_CHAIN][..], &dial[..]].concat());
+                let refuse = ["-p", "tcp", "-d", other, "--dport", &port];
+                let reset = ["-j", "REJECT", "--reject-with", "tcp-reset"];
+                iptables(&[&["-A", STEER_CHAIN][..], &refuse[..], &reset[..]].concat());
+            }
+        }
+    }
+
+    /// Ends the open connections through the Service, so the host dials again.
+    fn reset(&self) {
+        match self {
+            Steer::Proxy { proxy, ns, service } => proxy.reset(ns, service),
+            Steer::Kube { cluster_ip, port } => {
+                let port = format!(":{port}");
+                let killed = std::process::Command::new("ss")
+                    .args(["-K", "dst", cluster_ip, "dport", "=", &port])
+                    .output()
+                    .expect("ss");
+                assert!(killed.status.success(), "ss -K: {killed:?}");
+            }
+        }
+    }
+
+    /// A count that grows with each dial of the steered-to pod (the proxy counts every
+    /// connection through the Service).
+    fn dials(&self) -> u64 {
+        match self {
+            Steer::Proxy { proxy, ns, service } => proxy.connections(ns, service) as u64,
+            Steer::Kube { .. } => {
+                let out = std::process::Command::new("iptables")
+                    .args(["-L", STEER_CHAIN, "-v", "-x", "-n"])
+                    .output()
+                    .expect("iptables");
+                let text = String::from_utf8_lossy(&out.stdout);
+                // Two header lines, then the RETURN rule: `pkts bytes target …`.
+                text.lines()
+                    .nth(2)
+                    .and_then(|l| l.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(0)
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Steer::Proxy { proxy, ns, service } => proxy.steer(ns, service, None),
+            Steer::Kube { .. } => {
+                iptables(&["-D", "OUTPUT", "-j", STEER_CHAIN]);
+                iptables(&["-F", STEER_CHAIN]);
+                iptables(&["-X", STEER_CHAIN]);
+            }
+        }
+    }
+}
+
+fn iptables(args: &[&str]) {
+    let out = std::process::Command::new("iptables")
+        .args(args)
+        .output()
+        .expect("iptables");
+    assert!(out.status.success(), "iptables {args:?}: {out:?}");
 }
 
 /// The test plugin's objects, run through `env -u PLUGIN_CLIENT_CERT`: the plugin never
