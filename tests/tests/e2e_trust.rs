@@ -296,7 +296,7 @@ impl Steer {
     /// connection through the Service).
     fn dials(&self) -> u64 {
         match self {
-            Steer::Proxy { proxy, ns, service } => proxy.connections(ns, service) as u64,
+            Steer::Proxy { proxy, ns, service } => proxy.connections(ns, service),
             Steer::Kube { .. } => {
                 let out = std::process::Command::new("iptables")
                     .args(["-L", STEER_CHAIN, "-v", "-x", "-n"])
