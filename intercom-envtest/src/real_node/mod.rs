@@ -4,8 +4,9 @@
 //!
 //! It only starts inside the private namespaces `intercom-envtest/real-node-ns.sh` creates
 //! (checked: no interface of the machine in sight, kubelet's sysctls and fixed paths
-//! masked), runs as root, and takes a machine-wide lock so that one node runs at a time
-//! (cgroup v1 is global). Images come from local executables: each
+//! masked) and runs as root; one node runs at a time in a namespace (a lock on its
+//! `/run`), and the script lets one such namespace run at a time on a machine (cgroup v1
+//! is machine-wide). Images come from local executables: each
 //! [`EnvBuilder::image`](crate::EnvBuilder::image) entry becomes an OCI image built by
 //! `intercom-build`'s image builder (the executable plus the shared libraries it needs)
 //! and imported into containerd, so pods use them with any pull policy and never reach a
@@ -49,8 +50,11 @@ pub use images::PAUSE_IMAGE;
 pub const NODE_IP_ENV: &str = "INTERCOM_ENVTEST_NODE_IP";
 /// The node's name.
 pub const NODE_NAME: &str = "intercom-envtest-node";
-/// The pod range when none is given.
-pub const DEFAULT_POD_CIDR: &str = "10.213.0.0/16";
+/// The pod range when none is given: 10.213.0.0/16.
+pub const DEFAULT_POD_CIDR: PodCidr = match PodCidr::new(Ipv4Addr::new(10, 213, 0, 0), 16) {
+    Some(cidr) => cidr,
+    None => panic!("10.213.0.0/16 is a valid range"),
+};
 /// How long the whole node start may take.
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// Where the node's directory is made.
@@ -200,14 +204,7 @@ impl RealNode {
             .prefix("intercom-real-node-")
             .tempdir_in(RUN_DIR)
             .map_err(|source| io("create", RUN_DIR.into(), source))?;
-        let pod_cidr = match config.pod_cidr {
-            Some(cidr) => cidr,
-            None => DEFAULT_POD_CIDR
-                .parse()
-                .map_err(|_| RealNodeError::NodeIpParse {
-                    value: DEFAULT_POD_CIDR.to_owned(),
-                })?,
-        };
+        let pod_cidr = config.pod_cidr.unwrap_or(DEFAULT_POD_CIDR);
         let paths = containerd::Paths::new(dir.path().join("containerd"));
         let mut node = RealNode {
             addons: Vec::new(),
