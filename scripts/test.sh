@@ -69,10 +69,14 @@ unshare --user --map-root-user --net --mount -- sh -c '
 # The e2e suite on the real node, the tests the process pass leaves out included.
 real_node_tests=(--test e2e_kubernetes --test e2e_faults --test e2e_trust --test e2e_host_death
     --test e2e_host_namespace --test e2e_strangers --test e2e_in_cluster_host --test real_node
-    --test image_containerd --test run) # run: the examples, greeter's and counter's --kubernetes
+    --test image_containerd)
 INTERCOM_ENVTEST_POD_CIDR=10.213.0.0/16 INTERCOM_ENVTEST_SERVICE_CIDR=10.214.0.0/16 \
     intercom-envtest/real-node-ns.sh cargo test --workspace --locked --offline --no-fail-fast \
     "${features[@]}" "${real_node_tests[@]}" "$@" || tests=$?
+# And the examples that run their plugin on Kubernetes (their binaries as images).
+INTERCOM_ENVTEST_POD_CIDR=10.213.0.0/16 INTERCOM_ENVTEST_SERVICE_CIDR=10.214.0.0/16 \
+    intercom-envtest/real-node-ns.sh cargo test --locked --offline --no-fail-fast \
+    -p greeter -p counter "${features[@]}" --test run "$@" -- kubernetes || tests=$?
 scripts/bench.sh --smoke >/dev/null || tests=$? # the benchmark harness works (no timings)
 if [ "$checks" -ne 0 ]; then
     echo "test.sh: scripts/checks.sh failed (its output is above the tests')" >&2
