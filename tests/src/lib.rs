@@ -187,3 +187,25 @@ pub fn pid_running(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Spawns `cmd` with stdout piped (killed on drop) and reads its first stdout line: a
+/// plugin's handshake, or what a wrapping shell prints first.
+///
+/// # Panics
+/// When the command cannot start or its stdout cannot be read: test set-up.
+pub async fn spawn_and_read_line(
+    mut cmd: tokio::process::Command,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the command");
+    let mut line = String::new();
+    tokio::io::BufReader::new(child.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .await
+        .expect("read its first line");
+    (child, line)
+}

@@ -2,12 +2,10 @@
 //! generated Kubernetes pods ask for) announces `INTERCOM_ADVERTISE_ADDR` in its handshake
 //! and accepts on its loopback, where a container runtime's port-forward dials.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use intercom::handshake::{Handshake, Network};
 use intercom_tests::kv;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// Hang guard for the whole test.
@@ -28,19 +26,11 @@ async fn plugin(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) 
         .env_remove("INTERCOM_TEST_MODE")
         .env_remove("PLUGIN_CLIENT_CERT")
         .env_remove("PLUGIN_MULTIPLEX_GRPC")
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
+        .current_dir(dir);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("start the test plugin");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped"))
-        .read_line(&mut line)
-        .await
-        .expect("read the handshake line");
-    (child, line)
+    intercom_tests::spawn_and_read_line(cmd).await
 }
 
 #[tokio::test]

@@ -162,18 +162,11 @@ async fn plugin_under_shell(socket_dir: &Path, extra: &[(&str, &str)]) -> (Child
         .env("BASIC_PLUGIN", "hello")
         .env("PLUGIN_PROTOCOL_VERSIONS", "1")
         .env("PLUGIN_UNIX_SOCKET_DIR", socket_dir)
-        .env_remove("INTERCOM_TEST_MODE")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
+        .env_remove("INTERCOM_TEST_MODE");
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let mut shell = cmd.spawn().expect("start sh");
-    let mut line = String::new();
-    BufReader::new(shell.stdout.take().expect("piped"))
-        .read_line(&mut line)
-        .await
-        .expect("read the plugin's pid");
+    let (shell, line) = intercom_tests::spawn_and_read_line(cmd).await;
     let pid = line.trim().parse().expect("sh prints the plugin's pid");
     // The plugin has bound its socket once its directory exists.
     let deadline = Instant::now() + Duration::from_secs(10);

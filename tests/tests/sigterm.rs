@@ -4,10 +4,9 @@
 //! deletion waits out the termination grace period.
 
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// How long a plugin may take to exit after SIGTERM (a container's grace period is 30 s).
@@ -32,19 +31,11 @@ async fn start_with(
         .env_remove("INTERCOM_TEST_MODE")
         .env_remove("INTERCOM_LISTEN_ADDR")
         .env_remove("INTERCOM_OUTLIVE_HOST")
-        .current_dir(sockets)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
+        .current_dir(sockets);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("start the plugin");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped"))
-        .read_line(&mut line)
-        .await
-        .expect("read the handshake line");
-    (child, line)
+    intercom_tests::spawn_and_read_line(cmd).await
 }
 
 /// [`start_with`] on a unix socket.
