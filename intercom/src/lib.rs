@@ -42,6 +42,7 @@ mod admission;
 pub mod broker;
 pub mod client;
 mod connection;
+mod controller;
 mod host_watch;
 mod mux;
 pub mod plugin;

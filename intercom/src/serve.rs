@@ -420,11 +420,7 @@ async fn build_routes(
     routes
         .add_service(health)
         .add_service(session.service())
-        .add_service(
-            crate::proto::grpc_controller_server::GrpcControllerServer::new(Controller {
-                shutdown: shutdown.clone(),
-            }),
-        );
+        .add_service(crate::controller::service(shutdown.clone()));
     for (name, plugin) in plugins.iter() {
         plugin
             .server(broker, &mut routes)
@@ -487,29 +483,6 @@ async fn probe_server(
             .await;
     });
     (Some(probe_tx), Some(task))
-}
-
-/// `plugin.GRPCController`: the host's graceful shutdown request.
-#[derive(Debug)]
-struct Controller {
-    shutdown: CancellationToken,
-}
-
-#[tonic::async_trait]
-impl crate::proto::grpc_controller_server::GrpcController for Controller {
-    async fn shutdown(
-        &self,
-        _: tonic::Request<crate::proto::Empty>,
-    ) -> Result<tonic::Response<crate::proto::Empty>, tonic::Status> {
-        tracing::debug!("shutdown requested by the host");
-        let token = self.shutdown.clone();
-        // Let the reply leave before the server stops.
-        tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            token.cancel();
-        });
-        Ok(tonic::Response::new(crate::proto::Empty {}))
-    }
 }
 
 /// Panics are logged as errors through `tracing` (so the host sees them at error level
