@@ -349,6 +349,16 @@ fn plan(s: &Sizes, nojitter: bool) -> Plan {
         }
     }
 
+    // 2b. 4 plugins, 16 callers each (64 in all), every caller on its own plugin's client.
+    let mut four = get_args("small", s.warmup, s.throughput_calls, 64);
+    four.extend(["--plugins".to_string(), "4".into()]);
+    for wire in [Wire::CLASSIC, Wire::ALL[3]] {
+        let sc = format!("2 4 plugins × 16 callers, unix, {}", wire.name());
+        let go = job(Host::Go, Plugin::Go, Unix, wire, &four);
+        let ours = job(Host::Intercom(false), Plugin::Rust, Unix, wire, &four);
+        p.row(&sc, CALLS, ours, go, None);
+    }
+
     // 5. Launch → first call, and kill.
     let launch = vec![
         "launch".to_string(),
@@ -771,7 +781,8 @@ fn run() -> Result<(), BoxError> {
          unix socket unless the row says tcp), calls `KV.Get` (go-plugin's examples/grpc \
          service; the plugin reads the value from a file), and exits. Unary: {warm} warm-up \
          then {calls} timed sequential calls; throughput: {tput} calls shared by N callers on \
-         one client; launch: median of {reps} launches per job; payload: Get of a value of \
+         one client (or, for \"4 plugins × 16 callers\", by 64 callers on 4 clients of 4 \
+         plugins, 16 on each); launch: median of {reps} launches per job; payload: Get of a value of \
          that size; idle: (RSS, fds) after launching {idle} plugins and one call on each, \
          minus before, over {idle}; broker callback: examples/bidirectional's `Counter.Put`, \
          {counter} sequential calls, each serving the host's `AddHelper` on a fresh broker \

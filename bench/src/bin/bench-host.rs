@@ -5,12 +5,14 @@
 //! ```text
 //! bench-host get    (--plugin PATH [--mux] [--mtls] | --raw unix:PATH|tcp:ADDR)
 //!                   [--runtime multi|current] --key K --warmup W --calls N --callers C
+//!                   [--plugins P]
 //! bench-host launch --plugin PATH [--mux] [--mtls] --reps R
 //! bench-host idle   --plugin PATH [--mux] [--mtls] --clients N
 //! bench-host counter --plugin PATH [--mux] [--mtls] --warmup W --calls N
 //! ```
 //!
-//! `get`: W untimed then N timed `KV.Get(K)` calls shared by C tasks on one client; prints
+//! `get`: W untimed then N timed `KV.Get(K)` calls shared by C tasks on P clients (one
+//! plugin each, caller c on client c % P; one client by default); prints
 //! `{"p50_ns","p99_ns","calls_per_s","bytes_per_s"}`. `launch`: R times launch, dispense and
 //! `Get("small")` (`first_call_ns`), then kill (`kill_ns`); prints the medians. `idle`: this
 //! process's RSS and open fds before and after launching N plugins (one call on each),
@@ -47,6 +49,7 @@ struct Options {
     callers: usize,
     reps: usize,
     clients: usize,
+    plugins: usize,
 }
 
 fn parse() -> Result<Options, BoxError> {
@@ -64,6 +67,7 @@ fn parse() -> Result<Options, BoxError> {
         calls: 3000,
         callers: 1,
         reps: 10,
+        plugins: 1,
         clients: 100,
     };
     while let Some(flag) = args.next() {
@@ -80,6 +84,7 @@ fn parse() -> Result<Options, BoxError> {
             "--callers" => o.callers = value()?.parse::<usize>()?.max(1),
             "--reps" => o.reps = value()?.parse::<usize>()?.max(1),
             "--clients" => o.clients = value()?.parse::<usize>()?.max(1),
+            "--plugins" => o.plugins = value()?.parse::<usize>()?.max(1),
             _ => return Err(format!("unknown flag {flag}").into()),
         }
     }
@@ -113,15 +118,23 @@ async fn run(o: Options) -> Result<serde_json::Value, BoxError> {
             if let Some(addr) = &o.raw {
                 let kv = KvClient::new(raw_channel(addr).await?)
                     .max_decoding_message_size(intercom::MAX_MESSAGE_SIZE);
-                get_loop(kv, &o).await
+                get_loop(vec![kv], &o).await
             } else {
-                let client = new_client(&o)?;
+                let clients = (0..o.plugins)
+                    .map(|_| new_client(&o))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let result = async {
-                    let kv: KvClient<Channel> = client.client().await?.dispense(PLUGIN_NAME)?;
-                    get_loop(kv, &o).await
+                    let mut kvs = Vec::with_capacity(clients.len());
+                    for client in &clients {
+                        let kv: KvClient<Channel> = client.client().await?.dispense(PLUGIN_NAME)?;
+                        kvs.push(kv);
+                    }
+                    get_loop(kvs, &o).await
                 }
                 .await;
-                client.kill().await;
+                for client in &clients {
+                    client.kill().await;
+                }
                 result
             }
         }
@@ -189,17 +202,18 @@ fn percentile(sorted: &[Duration], p: usize) -> u128 {
         .map_or(0, Duration::as_nanos)
 }
 
-async fn get_loop(kv: KvClient<Channel>, o: &Options) -> Result<serde_json::Value, BoxError> {
+/// The timed loop over `kvs` (caller c calls `kvs[c % kvs.len()]`).
+async fn get_loop(kvs: Vec<KvClient<Channel>>, o: &Options) -> Result<serde_json::Value, BoxError> {
     let req = proto::GetRequest { key: o.key.clone() };
-    let mut warm = kv.clone();
-    for _ in 0..o.warmup {
+    for i in 0..o.warmup {
+        let mut warm = kvs[i % kvs.len()].clone();
         warm.get(req.clone()).await?;
     }
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let shared = Arc::new(req);
     for c in 0..o.callers {
-        let mut kv = kv.clone();
+        let mut kv = kvs[c % kvs.len()].clone();
         let req = Arc::clone(&shared);
         let n = (c..o.calls).step_by(o.callers).count();
         tasks.spawn(async move {

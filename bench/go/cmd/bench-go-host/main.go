@@ -2,7 +2,7 @@
 // It loads a proto.KV plugin ("kv_grpc", go-plugin's examples/grpc shape) and runs the
 // same loops as the Rust host (bench/src/bin/bench-host.rs), printing one JSON object.
 //
-//	bench-go-host get    --plugin PATH [--mux] [--mtls] --key K --warmup W --calls N --callers C
+//	bench-go-host get    --plugin PATH [--mux] [--mtls] --key K --warmup W --calls N --callers C [--plugins P]
 //	bench-go-host launch --plugin PATH [--mux] [--mtls] --reps R
 //	bench-go-host idle   --plugin PATH [--mux] [--mtls] --clients N
 //	bench-go-host counter --plugin PATH [--mux] [--mtls] --warmup W --calls N
@@ -70,6 +70,7 @@ type options struct {
 	callers int
 	reps    int
 	clients int
+	plugins int
 }
 
 type counterPlugin struct {
@@ -208,16 +209,21 @@ func percentile(sorted []time.Duration, p int) int64 {
 }
 
 func runGet(o *options) (map[string]float64, error) {
-	client := newClient(o)
-	defer client.Kill()
-	kv, err := dispense(client)
-	if err != nil {
-		return nil, err
+	// Caller c calls plugin c % plugins.
+	kvs := make([]kvpb.KVClient, 0, o.plugins)
+	for p := 0; p < o.plugins; p++ {
+		client := newClient(o)
+		defer client.Kill()
+		kv, err := dispense(client)
+		if err != nil {
+			return nil, err
+		}
+		kvs = append(kvs, kv)
 	}
 	ctx := context.Background()
 	req := &kvpb.GetRequest{Key: o.key}
 	for i := 0; i < o.warmup; i++ {
-		if _, err := kv.Get(ctx, req); err != nil {
+		if _, err := kvs[i%len(kvs)].Get(ctx, req); err != nil {
 			return nil, err
 		}
 	}
@@ -231,6 +237,7 @@ func runGet(o *options) (map[string]float64, error) {
 		wg.Add(1)
 		go func(c int) {
 			defer wg.Done()
+			kv := kvs[c%len(kvs)]
 			var n int64
 			for i := c; i < o.calls; i += o.callers {
 				t := time.Now()
@@ -370,6 +377,7 @@ func main() {
 	fs.IntVar(&o.callers, "callers", 1, "concurrent callers")
 	fs.IntVar(&o.reps, "reps", 10, "launches")
 	fs.IntVar(&o.clients, "clients", 100, "idle clients")
+	fs.IntVar(&o.plugins, "plugins", 1, "plugins the get callers share (caller c calls plugin c % plugins)")
 	_ = fs.Parse(os.Args[2:])
 	var out map[string]float64
 	var err error
