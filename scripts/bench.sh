@@ -10,7 +10,7 @@
 # Builds the peers first: the Go ones from the Go module proxy (the interop fixtures'
 # kv-plugin and counter-plugin via scripts/build-go-fixtures.sh into target/go-fixtures/,
 # and the go-plugin bench host from bench/go into target/go-bench/, both reusing Go's
-# build and module caches), the Rust ones (bench-host, bench-raw-server, kv-plugin,
+# build and module caches), the Rust ones (bench-host, bench-raw-server, bench-stream-plugin, kv-plugin,
 # counter-plugin) in release mode, and for full runs a second kv-plugin with aws-lc's CPU
 # jitter entropy compiled out (target/nojitter). Then runs the driver (bench/src/main.rs),
 # which prints one markdown table.

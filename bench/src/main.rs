@@ -247,6 +247,8 @@ struct Sizes {
     payload_calls: [usize; 4],
     idle_clients: usize,
     counter_calls: usize,
+    /// Scenario 6: streams per job.
+    stream_reps: usize,
 }
 
 /// A job that fails is run again, at most this many times in all; every retry is listed
@@ -424,6 +426,26 @@ fn plan(s: &Sizes, nojitter: bool) -> Plan {
         p.row(&sc, P99, ours, go, None);
     }
 
+    // 6. Server streaming: the macro's Streaming<T> against raw tonic (go-plugin has no
+    //    streaming example to compare with).
+    for (name, count, size) in [("1k", 20_000u32, 1u32 << 10), ("64k", 2_000, 64 << 10)] {
+        let args = vec![
+            "stream".to_string(),
+            "--count".into(),
+            (count / if s.stream_reps == 1 { 20 } else { 1 }).to_string(),
+            "--size".into(),
+            size.to_string(),
+            "--reps".into(),
+            s.stream_reps.to_string(),
+        ];
+        for wire in [Wire::CLASSIC, Wire::ALL[3]] {
+            let sc = format!("6 server streaming, {name} chunks, unix, {}", wire.name());
+            let ours = job(Host::Intercom(false), Plugin::Rust, Unix, wire, &args);
+            let target = (!wire.mtls).then_some(Target::Ratio(0.9));
+            p.row(&sc, BYTES, ours, raw(false, Unix, &args), target);
+        }
+    }
+
     // 7. Idle plugin clients held by one host.
     let idle = vec![
         "idle".to_string(),
@@ -449,6 +471,7 @@ struct Peers {
     host: PathBuf,
     plugin: PathBuf,
     counter_plugin: PathBuf,
+    stream_plugin: PathBuf,
     nojitter_plugin: Option<PathBuf>,
     raw_server: PathBuf,
 }
@@ -469,12 +492,14 @@ fn output(mut cmd: Command) -> Result<HashMap<String, f64>, BoxError> {
 }
 
 fn run_job(job: &Job, peers: &Peers, dir: &Path) -> Result<HashMap<String, f64>, BoxError> {
-    let counter = job.args.first().is_some_and(|m| m == "counter");
+    let mode = job.args.first().map(String::as_str);
+    let counter = mode == Some("counter");
     let program = match job.host {
         Host::Go => &peers.go_host,
         Host::Intercom(_) | Host::Raw(_) => &peers.host,
     };
     let plugin = match (job.plugin, counter) {
+        (Plugin::Rust, false) if mode == Some("stream") => &peers.stream_plugin,
         (Plugin::Go, false) => &peers.go_plugin,
         (Plugin::Go, true) => &peers.go_counter_plugin,
         (Plugin::Rust, false) => &peers.plugin,
@@ -626,6 +651,7 @@ fn run() -> Result<(), BoxError> {
         host: here.join("bench-host"),
         plugin: here.join("kv-plugin"),
         counter_plugin: here.join("counter-plugin"),
+        stream_plugin: here.join("bench-stream-plugin"),
         nojitter_plugin: args.nojitter_plugin.clone(),
         raw_server: here.join("bench-raw-server"),
     };
@@ -636,6 +662,7 @@ fn run() -> Result<(), BoxError> {
         &peers.host,
         &peers.plugin,
         &peers.counter_plugin,
+        &peers.stream_plugin,
         &peers.raw_server,
     ]
     .into_iter()
@@ -654,6 +681,7 @@ fn run() -> Result<(), BoxError> {
             payload_calls: [20, 10, 4, 1],
             idle_clients: 4,
             counter_calls: 50,
+            stream_reps: 1,
         }
     } else {
         Sizes {
@@ -664,6 +692,7 @@ fn run() -> Result<(), BoxError> {
             payload_calls: [2000, 500, 100, 12],
             idle_clients: 100,
             counter_calls: 1000,
+            stream_reps: 10,
         }
     };
     let mut plan = plan(&sizes, peers.nojitter_plugin.is_some());
@@ -783,7 +812,10 @@ fn run() -> Result<(), BoxError> {
          then {calls} timed sequential calls; throughput: {tput} calls shared by N callers on \
          one client (or, for \"4 plugins × 16 callers\", by 64 callers on 4 clients of 4 \
          plugins, 16 on each); launch: median of {reps} launches per job; payload: Get of a value of \
-         that size; idle: (RSS, fds) after launching {idle} plugins and one call on each, \
+         that size; server streaming: {streams} calls of `Chunks(count, size)` per job after \
+         one warm-up, each N zero-filled chunks of that size produced 4 ahead by a task \
+         (20000 × 1 KiB or 2000 × 64 KiB), through `#[intercom::plugin]`'s `Streaming<T>` on \
+         both sides against the same service as plain tonic code (bench/proto/chunks.proto); idle: (RSS, fds) after launching {idle} plugins and one call on each, \
          minus before, over {idle}; broker callback: examples/bidirectional's `Counter.Put`, \
          {counter} sequential calls, each serving the host's `AddHelper` on a fresh broker \
          id that the plugin dials and calls (go-plugin's multiplexed broker sometimes \
@@ -799,6 +831,7 @@ fn run() -> Result<(), BoxError> {
         date = args.date,
         cpu = cpu_model(),
         rounds = args.rounds,
+        streams = sizes.stream_reps,
         warm = sizes.warmup,
         calls = sizes.calls,
         tput = sizes.throughput_calls,

@@ -9,6 +9,8 @@
 //! bench-host launch --plugin PATH [--mux] [--mtls] --reps R
 //! bench-host idle   --plugin PATH [--mux] [--mtls] --clients N
 //! bench-host counter --plugin PATH [--mux] [--mtls] --warmup W --calls N
+//! bench-host stream (--plugin PATH [--mux] [--mtls] | --raw unix:PATH|tcp:ADDR)
+//!                   --count N --size S --reps R
 //! ```
 //!
 //! `get`: W untimed then N timed `KV.Get(K)` calls shared by C tasks on P clients (one
@@ -19,7 +21,9 @@
 //! as `rss_per_client_bytes` and `fds_per_client`. `counter`: examples/bidirectional's
 //! `Counter.Put("counter", 1)` through a counter-plugin, W untimed then N timed; each serves
 //! the host's `AddHelper` on a fresh broker id and the plugin calls it back; prints
-//! `{"p50_ns","p99_ns"}`. The plugin
+//! `{"p50_ns","p99_ns"}`. `stream`: R server-streaming calls of N chunks of S bytes each
+//! (scenario 6: `intercom_bench::Chunks` through a bench-stream-plugin, or its raw tonic
+//! twin), one warm-up call first; prints `{"bytes_per_s"}`. The plugin
 //! runs in this process's working directory; `INTERCOM_TRANSPORT=tcp` reaches it through
 //! the environment.
 
@@ -50,6 +54,8 @@ struct Options {
     reps: usize,
     clients: usize,
     plugins: usize,
+    count: u32,
+    size: u32,
 }
 
 fn parse() -> Result<Options, BoxError> {
@@ -68,6 +74,8 @@ fn parse() -> Result<Options, BoxError> {
         callers: 1,
         reps: 10,
         plugins: 1,
+        count: 1000,
+        size: 64 << 10,
         clients: 100,
     };
     while let Some(flag) = args.next() {
@@ -85,6 +93,8 @@ fn parse() -> Result<Options, BoxError> {
             "--reps" => o.reps = value()?.parse::<usize>()?.max(1),
             "--clients" => o.clients = value()?.parse::<usize>()?.max(1),
             "--plugins" => o.plugins = value()?.parse::<usize>()?.max(1),
+            "--count" => o.count = value()?.parse()?,
+            "--size" => o.size = value()?.parse()?,
             _ => return Err(format!("unknown flag {flag}").into()),
         }
     }
@@ -141,7 +151,11 @@ async fn run(o: Options) -> Result<serde_json::Value, BoxError> {
         "launch" => launch_loop(&o).await,
         "idle" => idle_clients(&o).await,
         "counter" => counter_loop(&o).await,
-        other => Err(format!("unknown mode {other:?}, expected get, launch or idle").into()),
+        "stream" => stream_bench(&o).await,
+        other => Err(format!(
+            "unknown mode {other:?}, expected get, launch, idle, counter or stream"
+        )
+        .into()),
     }
 }
 
@@ -368,4 +382,72 @@ async fn counter_loop(o: &Options) -> Result<serde_json::Value, BoxError> {
     .await;
     client.kill().await;
     result
+}
+
+/// Scenario 6 through intercom (`--plugin`) or raw tonic (`--raw`).
+async fn stream_bench(o: &Options) -> Result<serde_json::Value, BoxError> {
+    use intercom_bench::raw::{ChunksRequest, chunks_client::ChunksClient as RawClient};
+    use intercom_bench::{CHUNKS_PLUGIN, Chunks as _, ChunksClient, ChunksPlugin};
+
+    if let Some(addr) = &o.raw {
+        let raw = RawClient::new(raw_channel(addr).await?);
+        return timed_streams(o, || {
+            let mut raw = raw.clone();
+            async move {
+                let req = ChunksRequest {
+                    count: o.count,
+                    size: o.size,
+                };
+                let mut chunks = raw.chunks(req).await?.into_inner();
+                let mut bytes = 0;
+                while let Some(chunk) = chunks.message().await? {
+                    bytes += chunk.data.len();
+                }
+                Ok(bytes)
+            }
+        })
+        .await;
+    }
+    let client = new_client_with(
+        o,
+        ClientConfig::new(
+            ChunksPlugin::HANDSHAKE,
+            PluginSet::new().with(CHUNKS_PLUGIN, ChunksPlugin::client()),
+        ),
+    )?;
+    let result = async {
+        let chunks: ChunksClient = client.client().await?.dispense(CHUNKS_PLUGIN)?;
+        timed_streams(o, || async {
+            let mut stream = chunks.chunks(o.count, o.size).await?;
+            let mut bytes = 0;
+            while let Some(chunk) = stream.message().await? {
+                bytes += chunk.len();
+            }
+            Ok(bytes)
+        })
+        .await
+    }
+    .await;
+    client.kill().await;
+    result
+}
+
+/// One warm-up call of `call`, then `o.reps` timed ones; `call` returns the bytes it read.
+async fn timed_streams<F, Fut>(o: &Options, call: F) -> Result<serde_json::Value, BoxError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, tonic::Status>>,
+{
+    let expected = o.count as usize * o.size as usize;
+    call().await?;
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    for _ in 0..o.reps {
+        let n = call().await?;
+        if n != expected {
+            return Err(format!("a stream carried {n} bytes, expected {expected}").into());
+        }
+        bytes += n;
+    }
+    Ok(serde_json::json!({ "bytes_per_s": bytes as f64 / started.elapsed().as_secs_f64() }))
 }

@@ -2,8 +2,9 @@
 //! (no handshake, health, broker, controller, stdio or TLS).
 //!
 //! `bench-raw-server unix|tcp` binds a unix socket in the temp dir or `127.0.0.1:0`, prints
-//! `unix:PATH` or `tcp:ADDR` on stdout and serves until stdin closes. The service is the
-//! same as `kv-plugin`'s: each value is the file `kv_<KEY>` in the working directory.
+//! `unix:PATH` or `tcp:ADDR` on stdout and serves until stdin closes. The KV service is the
+//! same as `kv-plugin`'s: each value is the file `kv_<KEY>` in the working directory; beside
+//! it runs scenario 6's streaming twin, [`intercom_bench::RawZeros`].
 
 use std::process::ExitCode;
 
@@ -59,6 +60,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
     };
     let service = KvServer::new(FileKv);
+    let chunks = intercom_bench::raw::chunks_server::ChunksServer::new(intercom_bench::RawZeros);
     match transport.as_str() {
         "unix" => {
             let dir = tempfile::tempdir()?;
@@ -67,6 +69,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             println!("unix:{}", path.display());
             Server::builder()
                 .add_service(service)
+                .add_service(chunks)
                 .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stdin_closed)
                 .await?;
         }
@@ -82,6 +85,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             });
             Server::builder()
                 .add_service(service)
+                .add_service(chunks)
                 .serve_with_incoming_shutdown(incoming, stdin_closed)
                 .await?;
         }
