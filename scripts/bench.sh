@@ -2,7 +2,8 @@
 # The benchmark harness (issue 16): intercom against go-plugin v1.8.0 and raw tonic.
 #
 #   scripts/bench.sh [--rounds N]   full run; writes BENCHMARKS.md (a few minutes)
-#   scripts/bench.sh --only 1,5     those scenarios only; prints, writes nothing
+#   scripts/bench.sh --only 1,5     those scenarios only (8: bench-kube on envtest); prints,
+#                                   writes nothing
 #   scripts/bench.sh --smoke        a few hundred calls per scenario, one round; proves the
 #                                   harness works, asserts no timings, writes nothing; uses
 #                                   the dev profile, so it reuses the test suite's build
@@ -50,7 +51,39 @@ else
     nojitter=()
 fi
 
-args=(--go-dir "$GO_BENCH" "${nojitter[@]}" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" --command "scripts/bench.sh${*:+ $*}")
+# Scenario 8: bench-kube on intercom-envtest (scripts/setup-real-node.sh builds the control
+# plane's binaries), in a user + network + mount namespace of its own as the test suite's
+# process-kubelet pass: the pod and Service ranges routed to its `lo`, a private
+# /etc/hosts and /tmp. Its own build: the other peers' intercom has no kube in it.
+kube=()
+only=""
+prev=""
+for arg in "$@"; do
+    if [ "$prev" = "--only" ]; then only="$arg"; fi
+    prev="$arg"
+done
+if [ -z "$only" ] || [[ ",$only," == *,8,* ]]; then
+    scripts/setup-real-node.sh >/dev/null
+    cargo build --profile "$([ "$profile" = debug ] && echo dev || echo "$profile")" --quiet \
+        -p intercom-bench --features kubernetes --bin bench-kube
+    kube_reps=(--reps 5 --concurrent 20)
+    [ "$smoke" = 0 ] || kube_reps=(--reps 1 --concurrent 3)
+    hosts="$TARGET_DIR/envtest-hosts"
+    cp /etc/hosts "$hosts"
+    INTERCOM_ENVTEST_POD_CIDR=10.213.0.0/16 INTERCOM_ENVTEST_SERVICE_CIDR=10.214.0.0/16 \
+        INTERCOM_ENVTEST_HOSTS_FILE=/etc/hosts \
+        unshare --user --map-root-user --net --mount -- sh -c '
+            ip link set lo up &&
+            ip route add local "$INTERCOM_ENVTEST_POD_CIDR" dev lo &&
+            ip route add local "$INTERCOM_ENVTEST_SERVICE_CIDR" dev lo &&
+            mount --bind "$0" /etc/hosts &&
+            mount -t tmpfs -o mode=1777 tmpfs /tmp &&
+            exec "$@"' "$hosts" "$TARGET_DIR/$profile/bench-kube" \
+        --plugin "$TARGET_DIR/$profile/kv-plugin" "${kube_reps[@]}" >"$TARGET_DIR/bench-kube.json"
+    kube=(--kubernetes "$TARGET_DIR/bench-kube.json")
+fi
+
+args=(--go-dir "$GO_BENCH" "${nojitter[@]}" "${kube[@]}" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" --command "scripts/bench.sh${*:+ $*}")
 if [ "$smoke" = 0 ]; then
     args+=(--out "$ROOT/BENCHMARKS.md")
 fi

@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! intercom-bench --go-dir DIR [--rounds N] [--smoke] [--only 1,5] [--nojitter-plugin PATH]
-//!                [--out FILE] [--date D] [--command C]
+//!                [--out FILE] [--date D] [--command C] [--kubernetes JSON]
 //! ```
 //!
+//! `--kubernetes` adds scenario 8's section from bench-kube's output (scripts/bench.sh runs
+//! bench-kube in a network namespace of its own) and, unless `--smoke`, fails the run when
+//! the SDK's overhead after pod Ready is over its bound.
 //! `--nojitter-plugin` adds launch rows for a kv-plugin built with
 //! `AWS_LC_SYS_NO_JITTER_ENTROPY=1`. `--only` keeps the scenarios with those numbers and then writes no `--out` file (a
 //! partial table must not replace BENCHMARKS.md).
@@ -23,6 +26,8 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+mod kubernetes;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -593,6 +598,8 @@ struct Args {
     command: String,
     only: Vec<String>,
     nojitter_plugin: Option<PathBuf>,
+    /// bench-kube's JSON (scenario 8), when it ran.
+    kubernetes: Option<PathBuf>,
 }
 
 fn parse() -> Result<Args, BoxError> {
@@ -605,6 +612,7 @@ fn parse() -> Result<Args, BoxError> {
         command: "scripts/bench.sh".into(),
         only: Vec::new(),
         nojitter_plugin: None,
+        kubernetes: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -617,6 +625,7 @@ fn parse() -> Result<Args, BoxError> {
             "--date" => a.date = value()?,
             "--command" => a.command = value()?,
             "--nojitter-plugin" => a.nojitter_plugin = Some(value()?.into()),
+            "--kubernetes" => a.kubernetes = Some(value()?.into()),
             "--only" => a.only = value()?.split(',').map(str::to_string).collect(),
             _ => return Err(format!("unknown flag {flag}").into()),
         }
@@ -858,10 +867,28 @@ fn run() -> Result<(), BoxError> {
         }
     }
     print!("{table}");
+    let kube = args
+        .kubernetes
+        .as_deref()
+        .map(kubernetes::section)
+        .transpose()?;
+    if let Some(k) = &kube {
+        doc.push_str(&k.markdown);
+        print!("{}", k.markdown);
+    }
     std::io::stdout().flush()?;
     if let Some(out) = args.out.as_ref().filter(|_| args.only.is_empty()) {
         std::fs::write(out, doc)?;
         eprintln!("intercom-bench: wrote {}", out.display());
     }
-    Ok(())
+    // The bound is asserted here, in the benchmark (a smoke run's dev build is not timed).
+    match kube {
+        Some(k) if !args.smoke && !k.over_bound.is_empty() => Err(format!(
+            "scenario 8: the SDK's overhead after pod Ready is over {} ms: {:?}",
+            kubernetes::OVERHEAD_BOUND_MS,
+            k.over_bound
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
