@@ -1,5 +1,6 @@
 //! Shared pieces of intercom's integration tests: the fixture protos, plugin glue for
-//! them, and where the Go and Python peers live.
+//! them, where the Go and Python peers live, and the `#[intercom::plugin]` interfaces of
+//! the `macro-plugin` binary ([`macro_api`]).
 
 use std::any::Any;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub mod reverse {
     #![allow(missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/reverse/reverse.rs"));
 }
+
+pub mod macro_api;
 
 /// go-plugin's example handshake.
 pub const HANDSHAKE: HandshakeConfig = HandshakeConfig::new(1, "BASIC_PLUGIN", "hello");

@@ -1,6 +1,5 @@
 //! The `#[intercom::plugin]` interfaces of the `macro-plugin` test binary, shared by the
-//! binary (`#[path]`-included) and the `macro_*` tests.
-#![allow(dead_code)]
+//! binary (which serves [`EchoImpl`]) and the `macro_*` and e2e tests (which call it).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -19,8 +19,6 @@ use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, PostParams};
 
-#[path = "../src/macro_api.rs"]
-mod macro_api;
 mod support;
 
 use support::{
@@ -1083,7 +1081,7 @@ impl Forwards {
 
 #[tokio::test]
 async fn e2e_deleting_a_pod_mid_stream_fails_the_stream_and_the_next_call_succeeds() {
-    use macro_api::{Echo as _, EchoClient, EchoPlugin, PLUGIN_NAME};
+    use intercom_tests::macro_api::{Echo as _, EchoClient, EchoPlugin, PLUGIN_NAME};
     timed(async {
         let kube = kube_client();
         let ns = namespace(&kube, "e2e-stream").await;

@@ -6,7 +6,7 @@ mod macro_common;
 use std::sync::Arc;
 
 use intercom::Status;
-use macro_common::api::{Echo as _, Leaf, Middle};
+use intercom_tests::macro_api::{Echo as _, Leaf, Middle};
 
 /// The host's middle callback: `2 * leaf(x)`, calling the plugin's leaf.
 struct Doubler;
@@ -90,7 +90,7 @@ async fn callbacks_need_a_broker() {
     // A client built without a broker (e.g. over a plain channel) cannot pass callbacks.
     let channel =
         intercom::tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    let echo = macro_common::api::EchoClient::new(channel);
+    let echo = intercom_tests::macro_api::EchoClient::new(channel);
     let status = echo.nest(Arc::new(Doubler), 1).await.unwrap_err();
     assert_eq!(
         status.code(),

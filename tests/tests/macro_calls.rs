@@ -3,7 +3,7 @@
 mod macro_common;
 
 use intercom::tonic::Code;
-use macro_common::api::{Echo as _, EchoError};
+use intercom_tests::macro_api::{Echo as _, EchoError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_calls() {
@@ -96,7 +96,7 @@ async fn custom_error_types_cross_both_ways() {
 #[tokio::test]
 async fn clients_are_trait_objects() {
     macro_common::with_plugin(|echo| async move {
-        let shared: std::sync::Arc<dyn macro_common::api::Echo> = std::sync::Arc::new(echo);
+        let shared: std::sync::Arc<dyn intercom_tests::macro_api::Echo> = std::sync::Arc::new(echo);
         assert_eq!(shared.slow_square(5, 0).await.unwrap(), 25);
     })
     .await;

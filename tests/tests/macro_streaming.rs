@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use intercom::Streaming;
 use intercom::tonic::Code;
-use macro_common::api::Echo as _;
+use intercom_tests::macro_api::Echo as _;
 
 /// The plugin process ends while a server stream is running: the stream ends with an
 /// error that says the plugin exited, not a bare transport error.

@@ -8,7 +8,7 @@ mod macro_common;
 use std::collections::{BTreeMap, HashMap};
 
 use intercom::prost::bytes::Bytes;
-use macro_common::api::{Color, Echo as _, EchoClient, Everything, Node, Point};
+use intercom_tests::macro_api::{Color, Echo as _, EchoClient, Everything, Node, Point};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 

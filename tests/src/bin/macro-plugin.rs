@@ -1,10 +1,7 @@
 //! The test plugin for the `macro_*` tests: serves the `#[intercom::plugin]` trait `Echo`
-//! (`src/macro_api.rs`) under the plugin name `echo`.
+//! (`intercom_tests::macro_api`) under the plugin name `echo`.
 
-#[path = "../macro_api.rs"]
-mod macro_api;
-
-use macro_api::{EchoImpl, EchoPlugin, PLUGIN_NAME};
+use intercom_tests::macro_api::{EchoImpl, EchoPlugin, PLUGIN_NAME};
 
 #[tokio::main]
 async fn main() -> Result<(), intercom::ServeError> {

@@ -1,8 +1,8 @@
-//! Shared by the `macro_*` tests: launching the `macro-plugin` binary.
+//! Shared by the `macro_*` tests: launching the `macro-plugin` binary (whose interface is
+//! `intercom_tests::macro_api`). Its executable is `env!("CARGO_BIN_EXE_macro-plugin")`,
+//! which only an integration test can name, so this stays a module of each test binary.
+// Each `macro_*` binary uses a part of it.
 #![allow(dead_code)]
-
-#[path = "../../src/macro_api.rs"]
-pub mod api;
 
 use std::future::Future;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use intercom::runtime::ProcessLauncher;
 use intercom::{Client, ClientConfig, PluginSet};
 
-use api::{EchoClient, EchoPlugin, PLUGIN_NAME};
+use intercom_tests::macro_api::{EchoClient, EchoPlugin, PLUGIN_NAME};
 
 /// The longest one test may take.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -50,11 +50,7 @@ where
         .expect("the test finished in time");
     client.kill().await;
     assert!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'))),
+        !intercom_tests::pid_running(pid),
         "plugin {pid} is still running"
     );
 }
