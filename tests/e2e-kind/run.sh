@@ -25,7 +25,7 @@ trap 'rm -rf "$work"; [ -n "${KEEP_CLUSTER:-}" ] || kind delete cluster --name "
 kind get kubeconfig --name "$CLUSTER" >"$work/kubeconfig"
 
 # The images the suite names (PLUGIN_IMAGE, MACRO_IMAGE, SLEEPER_IMAGE, HOST_IMAGE in
-# tests/tests/support/mod.rs), from the same debug binaries the tests run.
+# tests/src/kubernetes/mod.rs), from the same debug binaries the tests run.
 cargo build -p intercom-tests --bins
 cargo build -p intercom-build --features image --bin intercom-image
 image() { # <binary> <reference> [args...]

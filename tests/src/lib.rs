@@ -1,6 +1,6 @@
 //! Shared pieces of intercom's integration tests: the fixture protos, plugin glue for
-//! them, where the Go and Python peers live, and the `#[intercom::plugin]` interfaces of
-//! the `macro-plugin` binary ([`macro_api`]).
+//! them, where the Go and Python peers live, the `#[intercom::plugin]` interfaces of the
+//! `macro-plugin` binary ([`macro_api`]) and the Kubernetes e2e support ([`kubernetes`]).
 
 use std::any::Any;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,8 @@ pub mod reverse {
     include!(concat!(env!("OUT_DIR"), "/reverse/reverse.rs"));
 }
 
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod macro_api;
 
 /// go-plugin's example handshake.

@@ -2,8 +2,6 @@
 //! cancelled half-way, an apiserver that stops answering during `kill`. Each ends with
 //! the plugin's objects accounted for.
 
-mod support;
-
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,13 +9,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use intercom::runtime::kubernetes::{ConnectMode, PluginWorkload};
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, DeleteParams, ListParams};
-use kube::client::{Body, ClientBuilder, DynBody};
-use support::{
+use intercom_tests::kubernetes::{
     PLUGIN_IMAGE, assert_nothing_left, cluster_config, config, kube_client, kv_client, namespace,
     plugin_client, timed,
 };
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::client::{Body, ClientBuilder, DynBody};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Response = http::Response<Box<DynBody>>;

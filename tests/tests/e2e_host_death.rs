@@ -1,19 +1,17 @@
 //! A host that dies without `kill` leaves no plugin behind: its Lease stops being renewed
 //! and a live host in the namespace deletes the plugin's Deployment.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use intercom::runtime::kubernetes::{ConnectMode, PluginWorkload};
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::Api;
-use support::{
+use intercom_tests::kubernetes::{
     PLUGIN_IMAGE, assert_nothing_left, config, env, kube_client, kv_client, namespace,
     on_external_cluster, plugin_client, timed,
 };
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 

@@ -5,17 +5,15 @@
 //! One test in its own binary: it sets the downward-API variables (`POD_NAME`,
 //! `POD_NAMESPACE`) of the test process, which no other test may see.
 
-mod support;
-
 use intercom::runtime::kubernetes::{ConnectMode, PluginWorkload};
+use intercom_tests::kubernetes::{
+    PLUGIN_IMAGE, assert_nothing_left, config, kube_client, namespace, plugin_client,
+    require_routed_pod_range, timed,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use support::{
-    PLUGIN_IMAGE, assert_nothing_left, config, kube_client, namespace, plugin_client,
-    require_routed_pod_range, timed,
-};
 
 /// A pod object named `host-0` standing for the host (it need not run).
 async fn host_pod(kube: &kube::Client, ns: &str) -> Pod {

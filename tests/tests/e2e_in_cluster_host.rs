@@ -19,18 +19,16 @@
 //!
 //! The suite's real-node pass runs it; its process-kubelet pass must leave it out.
 
-mod support;
-
 use std::time::Duration;
 
+use intercom_tests::kubernetes::{
+    HOST_IMAGE, PLUGIN_IMAGE, assert_nothing_left, kube_client, namespace, on_real_node, timed,
+};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
-use support::{
-    HOST_IMAGE, PLUGIN_IMAGE, assert_nothing_left, kube_client, namespace, on_real_node, timed,
-};
 
 /// The namespace the shipped manifests name.
 const SHIPPED_NAMESPACE: &str = "plugins";

@@ -19,12 +19,10 @@ use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, PostParams};
 
-mod support;
-
-use support::{
+use intercom_tests::kubernetes::{
     MACRO_IMAGE, PLUGIN_IMAGE, SLEEPER_IMAGE, assert_nothing_left, client_for_token, config, env,
     kube_client, kv_client, namespace, on_real_node, plugin_client, plugin_pods,
-    require_routed_pod_range, timed, whoami,
+    require_routed_pod_range, timed, whoami, whoami_eventually,
 };
 
 #[tokio::test]
@@ -326,7 +324,7 @@ async fn e2e_image_digest_pinning() {
 async fn e2e_an_external_kubeconfig_loads_inside_a_test_runtime() {
     timed(async {
         let path = env().control_plane().kubeconfig().to_path_buf();
-        let config = support::external_cluster_config(path);
+        let config = intercom_tests::kubernetes::external_cluster_config(path);
         let kube = kube::Client::try_from(config).expect("a client from the kubeconfig");
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube);
         let list = namespaces
@@ -447,7 +445,7 @@ async fn e2e_kill_restarts_no_container() {
 /// How many container processes envtest's process kubelet started for `ns` (0 on a real
 /// node or an external cluster, where the watch alone is the check).
 fn on_envtest_started(ns: &str) -> usize {
-    if support::on_external_cluster() {
+    if intercom_tests::kubernetes::on_external_cluster() {
         0
     } else {
         env()
@@ -811,20 +809,6 @@ async fn e2e_plain_text_before_the_handshake_is_logged_not_fatal() {
         assert_nothing_left(&kube, &ns).await;
     })
     .await;
-}
-
-/// Retries `whoami` until it answers (a reconnect in progress), for at most 60 s.
-async fn whoami_eventually(kv: &mut kv::kv_client::KvClient<Channel>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match whoami(kv).await {
-            Ok(who) => return who,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "no answer: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
 }
 
 #[tokio::test]

@@ -2,17 +2,15 @@
 //! never disturbs the host's session, end to end against intercom-envtest: the same
 //! admission as the process runtime, on a plugin that listens on TCP.
 
-mod support;
-
 use std::time::Duration;
 
 use intercom::runtime::kubernetes::{ConnectMode, PluginWorkload};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
-use support::{
+use intercom_tests::kubernetes::{
     PLUGIN_IMAGE, assert_nothing_left, config, kube_client, kv_client, namespace, plugin_client,
     plugin_pods, require_routed_pod_range, timed, whoami,
 };
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
 use tokio::io::AsyncWriteExt;
 
 /// Connects to `addr` over and over, sending `bytes` each time, until aborted.

@@ -3,21 +3,19 @@
 //! pod's plugin announces no certificate, image digests are checked on launch and on
 //! reattach, and the NetworkPolicy option fences the plugin port.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use intercom::runtime::kubernetes::{ConnectMode, KubeError, KubernetesConfig, PluginWorkload};
 use intercom::{Client, ClientConfig, ClientError};
+use intercom_tests::kubernetes::{
+    PLUGIN_IMAGE, WRONG_DIGEST_IMAGE, assert_nothing_left, config, env, kube_client, kv_client,
+    namespace, pinned_image, plugin_client, plugin_pods, require_routed_pod_range, timed, whoami,
+};
 use intercom_tests::{HANDSHAKE, host_plugins};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, PostParams};
-use support::{
-    PLUGIN_IMAGE, WRONG_DIGEST_IMAGE, assert_nothing_left, config, env, kube_client, kv_client,
-    namespace, pinned_image, plugin_client, plugin_pods, require_routed_pod_range, timed, whoami,
-};
 
 /// Creates pod `name` next to the plugin's pod `of`: the same spec (image, env with the
 /// host's certificate, probe) and exactly the same labels, instance label included, but
@@ -236,7 +234,7 @@ impl Steer {
             };
         }
         assert!(
-            support::on_real_node(),
+            intercom_tests::kubernetes::on_real_node(),
             "no Service proxy: INTERCOM_ENVTEST_SERVICE_CIDR is not set; run the suite through scripts/test.sh"
         );
         let svc = Api::<k8s_openapi::api::core::v1::Service>::namespaced(kube.clone(), ns)
@@ -346,7 +344,7 @@ fn plaintext_plugin(kube: &kube::Client, ns: &str, name: &str) -> KubernetesConf
         "/usr/bin/env".into(),
         "-u".into(),
         "PLUGIN_CLIENT_CERT".into(),
-        support::test_plugin_path().into(),
+        intercom_tests::kubernetes::test_plugin_path().into(),
     ]);
     KubernetesConfig::new(kube.clone(), ns)
         .objects(deployment, service)
@@ -421,7 +419,7 @@ fn assert_checksum_error(result: Result<(), ClientError>, image: &str) {
 /// the imageID), by the runtime on a real node (containerd resolves the digest and fails
 /// the pull: no pod ever runs another digest).
 fn assert_wrong_digest_refused(result: Result<(), ClientError>, image: &str) {
-    if !support::on_real_node() {
+    if !intercom_tests::kubernetes::on_real_node() {
         return assert_checksum_error(result, image);
     }
     match result {
@@ -496,7 +494,7 @@ async fn e2e_reattach_checks_the_image_digest() {
             ("unpinned", PLUGIN_IMAGE.to_string()),
             ("right", pinned_image()),
         ];
-        let real_node = support::on_real_node();
+        let real_node = intercom_tests::kubernetes::on_real_node();
         if !real_node {
             launched.push(("wrong", WRONG_DIGEST_IMAGE.to_string()));
         }
