@@ -439,7 +439,7 @@ fn assert_wrong_digest_refused(result: Result<(), ClientError>, image: &str) {
 
 /// 13.8: with `require_image_digest`, an image pinned to a digest that is not the pod's
 /// fails the start (see [`assert_wrong_digest_refused`]) and leaves nothing behind; pinned
-/// to the right digest, the plugin works. (Unpinned: `e2e_kubernetes::e2e_image_digest_pinning`.)
+/// to the right digest, the plugin works. (Unpinned: `e2e_kubernetes::config::e2e_image_digest_pinning`.)
 #[tokio::test]
 async fn e2e_a_wrong_digest_fails_and_the_right_one_works() {
     timed(async {
