@@ -9,7 +9,9 @@
 //!
 //! The encoding is exactly prost's (proto3): defaults of singular scalars are not sent,
 //! repeated scalars are packed (and read packed or not), maps are repeated entry
-//! messages with key 1 and value 2.
+//! messages with key 1 and value 2, each left out when it is its default (an empty message
+//! value too). One difference by design: a singular `-0.0` is sent (prost drops it).
+//! `tests/tests/wire_prost_twins/` checks this against prost-derive byte for byte.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hash};
@@ -571,11 +573,37 @@ impl<K: ProtoValue + Ord, V: ProtoValue> ProtoMap for BTreeMap<K, V> {
 }
 
 /// A `map<K, V>` field: one length-delimited entry (key = 1, value = 2) per element.
+/// As prost, an entry leaves out a key or value equal to its default, an empty message
+/// value included.
 pub mod map {
     use super::*;
 
+    /// Whether an entry leaves `value` out: it is the default, or an empty message (a
+    /// message is never the default of a singular field, but is of a map value: its
+    /// encoding is then its zero length alone).
+    fn omitted<T: ProtoValue>(value: &T) -> bool {
+        value.is_default() || (T::WIRE_TYPE == WireType::LengthDelimited && value.value_len() == 1)
+    }
+
+    /// The length [`encode_part`] writes.
+    fn part_len<T: ProtoValue>(tag: u32, value: &T) -> usize {
+        if omitted(value) {
+            0
+        } else {
+            key_len(tag) + value.value_len()
+        }
+    }
+
+    /// Writes the key or value of an entry, unless [`omitted`].
+    fn encode_part<T: ProtoValue>(tag: u32, value: &T, buf: &mut impl BufMut) {
+        if !omitted(value) {
+            encode_key(tag, T::WIRE_TYPE, buf);
+            value.encode_value(buf);
+        }
+    }
+
     fn entry_len<M: ProtoMap>(key: &M::Key, value: &M::Value) -> usize {
-        singular::encoded_len(1, key) + singular::encoded_len(2, value)
+        part_len(1, key) + part_len(2, value)
     }
 
     /// Writes the field (nothing for an empty map).
@@ -583,8 +611,8 @@ pub mod map {
         for (key, value) in map.entries() {
             encode_key(tag, WireType::LengthDelimited, buf);
             encode_varint(entry_len::<M>(key, value) as u64, buf);
-            singular::encode(1, key, buf);
-            singular::encode(2, value, buf);
+            encode_part(1, key, buf);
+            encode_part(2, value, buf);
         }
     }
 
