@@ -34,6 +34,9 @@ pub(crate) const MAX_UNPROVEN: usize = 32;
 /// it is the host.
 pub(crate) const PROOF_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a replaced host session stays open so the replacement notice reaches it.
+const REPLACED_NOTICE_GRACE: Duration = Duration::from_millis(200);
+
 /// Where accepted connections go.
 #[derive(Clone)]
 pub(crate) struct Routes {
@@ -182,7 +185,7 @@ impl Admission {
             self.session.notify_replaced();
             tokio::spawn(async move {
                 // Let the notice reach the old host before its connection goes.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(REPLACED_NOTICE_GRACE).await;
                 previous.close();
             });
         }

@@ -35,6 +35,22 @@ const EXIT_STDERR_GRACE: Duration = Duration::from_millis(200);
 /// still-running plugin printed before it.
 const STDERR_DRAIN: Duration = Duration::from_millis(50);
 
+/// How long a failed launch waits for its process to be killed.
+const FAILED_LAUNCH_KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a plugin that closed stdout before its handshake may take to report its exit
+/// status.
+const EXIT_STATUS_WAIT: Duration = Duration::from_secs(2);
+
+/// How often a reattached plugin (not our child: no exit notice) is checked for being alive.
+const REATTACHED_EXIT_POLL: Duration = Duration::from_secs(1);
+
+/// How often `kill` checks whether a reattached plugin has exited, up to `kill_timeout`.
+const REATTACHED_KILL_POLL: Duration = Duration::from_millis(20);
+
+/// How long `kill` lets the stdio and stderr pumps flush what the plugin said last.
+const PUMP_FLUSH_GRACE: Duration = Duration::from_millis(200);
+
 /// Whether brokered connections ride the one host→plugin connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -607,7 +623,7 @@ impl Client {
         let handle = lock(&self.inner.handle).clone();
         if let Some(handle) = handle {
             // Bounded: a process that survives SIGKILL this long is beyond our reach.
-            let _ = tokio::time::timeout(Duration::from_secs(5), handle.kill()).await;
+            let _ = tokio::time::timeout(FAILED_LAUNCH_KILL_TIMEOUT, handle.kill()).await;
         }
         self.inner
             .exited
@@ -703,7 +719,7 @@ impl Client {
                 ));
             }
             LineOutcome::Eof => {
-                let status = tokio::time::timeout(Duration::from_secs(2), handle.wait()).await;
+                let status = tokio::time::timeout(EXIT_STATUS_WAIT, handle.wait()).await;
                 // Let the stderr pump drain what the plugin said last (it ends at EOF).
                 let _ = tokio::time::timeout(EXIT_STDERR_GRACE, stderr_done.cancelled()).await;
                 return Err(match status {
@@ -914,7 +930,7 @@ impl Client {
             let exited = self.inner.exited.clone();
             tasks.spawn(async move {
                 while process.is_running() {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::time::sleep(REATTACHED_EXIT_POLL).await;
                 }
                 exited.store(true, std::sync::atomic::Ordering::SeqCst);
             });
@@ -972,7 +988,7 @@ impl Client {
                 if let Some(process) = reattached {
                     let deadline = Instant::now() + kill_timeout;
                     while process.is_running() && Instant::now() < deadline {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        tokio::time::sleep(REATTACHED_KILL_POLL).await;
                     }
                     // Only the very process attached to: never a pid reused since.
                     if let Err(err) = process.kill_if_running() {
@@ -981,7 +997,7 @@ impl Client {
                 }
             }
             // Give the pumps a moment to flush what the plugin said last.
-            let _ = tokio::time::timeout(Duration::from_millis(200), async {
+            let _ = tokio::time::timeout(PUMP_FLUSH_GRACE, async {
                 while running.tasks.join_next().await.is_some() {}
             })
             .await;

@@ -16,6 +16,9 @@ use super::{BrokerError, Group, Session};
 use crate::sync::lock;
 use crate::transport::{Io, TlsPair};
 
+/// How long a brokered connection's TLS handshake may take.
+const TLS_ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Wraps raw accepted connections in TLS (when on), handshaking each in its own task so
 /// one slow or hostile peer cannot stall the others; failed handshakes are dropped.
 pub(crate) fn tls_incoming(
@@ -35,7 +38,7 @@ pub(crate) fn tls_incoming(
                     let tls = tls.clone();
                     let tx = tx.clone();
                     tokio::spawn(async move {
-                        match tokio::time::timeout(Duration::from_secs(10), tls.accept(io)).await {
+                        match tokio::time::timeout(TLS_ACCEPT_TIMEOUT, tls.accept(io)).await {
                             Ok(Ok(io)) => {
                                 let _ = tx.send(Ok(io)).await;
                             }

@@ -25,6 +25,8 @@ use super::objects::{INSTANCE_LABEL, MANAGED_BY, MANAGED_BY_LABEL, owner_referen
 
 /// How long a host's Lease lasts without renewal, by default.
 pub(crate) const DEFAULT_HOST_LEASE: Duration = Duration::from_secs(30);
+/// The shortest host Lease: shorter ones are raised to this.
+pub(crate) const MIN_HOST_LEASE: Duration = Duration::from_secs(1);
 
 /// How long one Lease API call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);

@@ -390,7 +390,7 @@ impl KubernetesConfig {
     /// [`host_lease`](Self#structfield.host_lease)); shorter values are raised to 1 s.
     #[must_use]
     pub fn host_lease(mut self, duration: Duration) -> Self {
-        self.host_lease = duration.max(Duration::from_secs(1));
+        self.host_lease = duration.max(lease::MIN_HOST_LEASE);
         self
     }
 

@@ -88,8 +88,7 @@ pub(super) async fn last_logs(pods: &Api<Pod>, pod: &str, container: &str) -> St
             previous,
             ..LogParams::default()
         };
-        if let Ok(Ok(text)) =
-            tokio::time::timeout(Duration::from_secs(5), pods.logs(pod, &params)).await
+        if let Ok(Ok(text)) = tokio::time::timeout(LOG_READ_TIMEOUT, pods.logs(pod, &params)).await
             && !text.trim().is_empty()
         {
             return text;

@@ -184,6 +184,25 @@ impl Drop for Pinned {
 /// How long one Kubernetes API call of a start's clean-up or of `kill` may take.
 const API_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long `kill` waits for the Deployment, the Service and every pod to be gone.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often a replica's connection is tried again after a failed attempt.
+const CONNECT_RETRY_DELAY: Duration = Duration::from_millis(500);
+
+/// How long after a replica's connection drops it is dialled again (if still ready).
+const RECONNECT_DELAY: Duration = Duration::from_millis(300);
+
+/// How often a starting pod's log is read for an invalid or missing handshake line.
+const FIRST_LINE_POLL: Duration = Duration::from_millis(500);
+
+/// How long one read of a pod's log may take (start checks, failure reports).
+const LOG_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// At most how long a wait for the plugin's pods sleeps before looking again, if no
+/// watch event comes first.
+const POD_RECHECK: Duration = Duration::from_secs(1);
+
 /// Runs a clean-up from a `Drop` on the current tokio runtime; outside one it cannot
 /// run, and a warning names the Deployment left running.
 fn spawn_cleanup(

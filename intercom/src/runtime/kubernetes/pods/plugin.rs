@@ -53,7 +53,9 @@ impl KubePlugin {
             leases,
             self.deployments.clone(),
             own,
-            config.host_lease.max(Duration::from_secs(1)),
+            config
+                .host_lease
+                .max(crate::runtime::kubernetes::lease::MIN_HOST_LEASE),
         ));
         *lock(&self.keeper) = Some(task.abort_handle());
     }
@@ -123,7 +125,7 @@ impl KubePlugin {
             wait_gone(&self.services, &self.service).await;
             self.wait_pods(<[Pod]>::is_empty).await;
         };
-        tokio::time::timeout(Duration::from_secs(120), gone)
+        tokio::time::timeout(DELETE_TIMEOUT, gone)
             .await
             .map_err(|_| {
                 std::io::Error::other(format!(
@@ -200,7 +202,7 @@ impl KubePlugin {
                 }
                 Err(_) => return,
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), changes.next()).await;
+            let _ = tokio::time::timeout(POD_RECHECK, changes.next()).await;
         }
     }
 }

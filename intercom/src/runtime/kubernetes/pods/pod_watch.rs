@@ -307,7 +307,7 @@ pub(super) async fn evaluate(
                     tracing::warn!(plugin = %shared.client_name, pod = %name, error = &err as &dyn std::error::Error, "failed to connect to plugin replica; retrying");
                     let retry = retry.clone();
                     tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        tokio::time::sleep(CONNECT_RETRY_DELAY).await;
                         let _ = retry.send(name);
                     });
                 }

@@ -16,17 +16,14 @@ pub(super) async fn check_first_line(shared: Arc<Shared>, pod: String) {
     let mut last_text = String::new();
     loop {
         // Give a starting plugin a moment to print its line.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(FIRST_LINE_POLL).await;
         if !matches!(&*shared.start.borrow(), Start::Waiting(_))
             || shared.plugin.closed.is_cancelled()
         {
             return;
         }
-        if let Ok(Ok(text)) = tokio::time::timeout(
-            Duration::from_secs(5),
-            shared.plugin.pods.logs(&pod, &params),
-        )
-        .await
+        if let Ok(Ok(text)) =
+            tokio::time::timeout(LOG_READ_TIMEOUT, shared.plugin.pods.logs(&pod, &params)).await
         {
             if let Some(line) = handshake_scan::handshake_in(&text) {
                 if let Err(source) =
@@ -326,7 +323,7 @@ fn on_leg_end(
             let retry = shared.retry.clone();
             let name = pod_name.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(RECONNECT_DELAY).await;
                 let _ = retry.send(name);
             });
         }
