@@ -13,6 +13,8 @@
 //! (port-forward): the time until all N have answered their first call, and the largest
 //! overhead after its own pod's Ready. Prints one JSON object: medians in nanoseconds.
 //! Run it in a network namespace with the routed pod range, as `scripts/bench.sh` does.
+//! `RUST_LOG` (e.g. `intercom=debug`) logs to stderr, with timestamps, to see where a
+//! start's time goes.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -40,6 +42,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(90);
 type ReadyAt = Arc<Mutex<HashMap<String, Instant>>>;
 
 fn main() -> ExitCode {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let result = parse().and_then(|(plugin, reps, concurrent)| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
