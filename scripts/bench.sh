@@ -52,9 +52,8 @@ else
 fi
 
 # Scenario 8: bench-kube on intercom-envtest (scripts/setup-real-node.sh builds the control
-# plane's binaries), in a user + network + mount namespace of its own as the test suite's
-# process-kubelet pass: the pod and Service ranges routed to its `lo`, a private
-# /etc/hosts and /tmp. Its own build: the other peers' intercom has no kube in it.
+# plane's binaries), in the namespace scripts/envtest-netns.sh makes, as the test suite's
+# process-kubelet pass. Its own build: the other peers' intercom has no kube in it.
 kube=()
 only=""
 prev=""
@@ -68,17 +67,8 @@ if [ -z "$only" ] || [[ ",$only," == *,8,* ]]; then
         -p intercom-bench --features kubernetes --bin bench-kube
     kube_reps=(--reps 5 --concurrent 20)
     [ "$smoke" = 0 ] || kube_reps=(--reps 1 --concurrent 3)
-    hosts="$TARGET_DIR/envtest-hosts"
-    cp /etc/hosts "$hosts"
     INTERCOM_ENVTEST_POD_CIDR=10.213.0.0/16 INTERCOM_ENVTEST_SERVICE_CIDR=10.214.0.0/16 \
-        INTERCOM_ENVTEST_HOSTS_FILE=/etc/hosts \
-        unshare --user --map-root-user --net --mount -- sh -c '
-            ip link set lo up &&
-            ip route add local "$INTERCOM_ENVTEST_POD_CIDR" dev lo &&
-            ip route add local "$INTERCOM_ENVTEST_SERVICE_CIDR" dev lo &&
-            mount --bind "$0" /etc/hosts &&
-            mount -t tmpfs -o mode=1777 tmpfs /tmp &&
-            exec "$@"' "$hosts" "$TARGET_DIR/$profile/bench-kube" \
+        scripts/envtest-netns.sh "$TARGET_DIR/$profile/bench-kube" \
         --plugin "$TARGET_DIR/$profile/kv-plugin" "${kube_reps[@]}" >"$TARGET_DIR/bench-kube.json"
     kube=(--kubernetes "$TARGET_DIR/bench-kube.json")
 fi

@@ -49,20 +49,9 @@ cargo test --workspace --locked "${features[@]}" --no-run "$@" >/dev/null 2>&1 |
 
 export INTERCOM_ENVTEST_POD_CIDR=10.213.0.0/16
 export INTERCOM_ENVTEST_SERVICE_CIDR=10.214.0.0/16
-# A private /etc/hosts: the envtest Service proxy publishes `<svc>.<ns>.svc` names in it.
-mkdir -p target
-hosts="$PWD/target/envtest-hosts"
-cp /etc/hosts "$hosts"
-export INTERCOM_ENVTEST_HOSTS_FILE=/etc/hosts
 tests=0
-unshare --user --map-root-user --net --mount -- sh -c '
-    ip link set lo up &&
-    ip route add local "$INTERCOM_ENVTEST_POD_CIDR" dev lo &&
-    ip route add local "$INTERCOM_ENVTEST_SERVICE_CIDR" dev lo &&
-    mount --bind "$0" /etc/hosts &&
-    mount -t tmpfs -o mode=1777 tmpfs /tmp &&
-    exec cargo test --workspace --locked --offline --no-fail-fast "$@"
-' "$hosts" "${features[@]}" "$@" -- --skip e2e_a_host_pod_launches_calls_and_kills_its_plugins_in_cluster \
+scripts/envtest-netns.sh cargo test --workspace --locked --offline --no-fail-fast \
+    "${features[@]}" "$@" -- --skip e2e_a_host_pod_launches_calls_and_kills_its_plugins_in_cluster \
     --skip e2e_containerd_ || tests=$?
 # (Both run in the real-node pass: an in-cluster host needs pods with a network of their
 # own, intercom-build's containerd round trips need real root for runc.)
