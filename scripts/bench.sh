@@ -12,9 +12,8 @@
 # kv-plugin and counter-plugin via scripts/build-go-fixtures.sh into target/go-fixtures/,
 # and the go-plugin bench host from bench/go into target/go-bench/, both reusing Go's
 # build and module caches), the Rust ones (bench-host, bench-raw-server, bench-stream-plugin, kv-plugin,
-# counter-plugin) in release mode, and for full runs a second kv-plugin with aws-lc's CPU
-# jitter entropy compiled out (target/nojitter). Then runs the driver (bench/src/main.rs),
-# which prints one markdown table.
+# counter-plugin) in release mode. Then runs the driver (bench/src/main.rs), which prints
+# one markdown table.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,16 +40,6 @@ cargo build --profile "$profile" --quiet -p intercom-bench -p kv -p bidirectiona
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 [ "$profile" = release ] || profile=debug
 
-# For the launch rows only: the same kv-plugin with aws-lc's CPU jitter entropy compiled
-# out (its own target dir, since the switch rebuilds aws-lc-sys; slow the first time).
-if [ "$smoke" = 0 ]; then
-    AWS_LC_SYS_NO_JITTER_ENTROPY=1 CARGO_TARGET_DIR="$TARGET_DIR/nojitter" \
-        cargo build --release --quiet -p kv --bin kv-plugin
-    nojitter=(--nojitter-plugin "$TARGET_DIR/nojitter/release/kv-plugin")
-else
-    nojitter=()
-fi
-
 # Scenario 8: bench-kube on intercom-envtest (scripts/setup-real-node.sh builds the control
 # plane's binaries), in the namespace scripts/envtest-netns.sh makes, as the test suite's
 # process-kubelet pass. Its own build: the other peers' intercom has no kube in it.
@@ -73,7 +62,7 @@ if [ -z "$only" ] || [[ ",$only," == *,8,* ]]; then
     kube=(--kubernetes "$TARGET_DIR/bench-kube.json")
 fi
 
-args=(--go-dir "$GO_BENCH" "${nojitter[@]}" "${kube[@]}" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" --command "scripts/bench.sh${*:+ $*}")
+args=(--go-dir "$GO_BENCH" "${kube[@]}" --date "$(date -u '+%Y-%m-%d %H:%M UTC')" --command "scripts/bench.sh${*:+ $*}")
 if [ "$smoke" = 0 ]; then
     args+=(--out "$ROOT/BENCHMARKS.md")
 fi
