@@ -85,7 +85,8 @@ pub(crate) fn header(h: &Header<'_>) -> String {
          once per round, rounds starting at different jobs).\n\n\
          Each job is one host process that launches its plugin (stdin/stdout handshake, \
          unix socket unless the row says tcp), calls `KV.Get` (go-plugin's examples/grpc \
-         service; the plugin reads the value from a file), and exits. Unary: {warm} warm-up \
+         service; the plugin reads the value from a file with one blocking read, as \
+         go-plugin's Go plugin does, and so does the raw tonic server), and exits. Unary: {warm} warm-up \
          then {calls} timed sequential calls; throughput: {tput} calls shared by N callers on \
          one client (or, for \"4 plugins × 16 callers\", by 64 callers on 4 clients of 4 \
          plugins, 16 on each); launch: median of {reps} launches per job; payload: Get of a value of \

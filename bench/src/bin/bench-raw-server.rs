@@ -25,8 +25,8 @@ impl Kv for FileKv {
         req: Request<proto::GetRequest>,
     ) -> Result<Response<proto::GetResponse>, Status> {
         let key = req.into_inner().key;
-        let value = tokio::fs::read(format!("kv_{key}"))
-            .await
+        // As examples/kv's plugin: one blocking read (the floor runs the same workload).
+        let value = std::fs::read(format!("kv_{key}"))
             .map_err(|e| Status::not_found(format!("no value for {key:?}: {e}")))?;
         Ok(Response::new(proto::GetResponse { value }))
     }
