@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, BufReader};
 use tokio::sync::Mutex as AsyncMutex;
 use tonic::transport::Channel;
+use tracing::Instrument as _;
 
 use crate::broker::GrpcBroker;
 use crate::connection::{Conn, Writer, address_dialer, connect, pump_stderr, pump_stdio};
@@ -591,30 +592,34 @@ impl Client {
             State::New => {}
         }
         let mut config = self.inner.config.lock().await;
+        let span = tracing::info_span!("plugin_start", plugin = %self.inner.name);
+        let running = self.start_target(&mut config).instrument(span).await?;
+        let protocol = running.protocol.clone();
+        *state = State::Running(running);
+        Ok(protocol)
+    }
+
+    /// Starts the one target the configuration names: a Kubernetes Deployment, a launched
+    /// process or a reattached one.
+    async fn start_target(&self, config: &mut ClientConfig) -> Result<Running, ClientError> {
         #[cfg(feature = "kubernetes")]
         if config.kubernetes.is_some() {
             if config.launcher.is_some() || config.reattach.is_some() {
                 return Err(ClientError::Config);
             }
-            let running = self.launch_kubernetes(&mut config).await?;
-            let protocol = running.protocol.clone();
-            *state = State::Running(running);
-            return Ok(protocol);
+            return self.launch_kubernetes(config).await;
         }
-        let running = match (&config.launcher, &config.reattach) {
-            (Some(_), None) => match self.launch(&mut config).await {
-                Ok(running) => running,
+        match (&config.launcher, &config.reattach) {
+            (Some(_), None) => match self.launch(config).await {
+                Ok(running) => Ok(running),
                 Err(err) => {
                     self.stop_failed_launch().await;
-                    return Err(err);
+                    Err(err)
                 }
             },
-            (None, Some(_)) => self.attach(&config).await?,
-            _ => return Err(ClientError::Config),
-        };
-        let protocol = running.protocol.clone();
-        *state = State::Running(running);
-        Ok(protocol)
+            (None, Some(_)) => self.attach(config).await,
+            _ => Err(ClientError::Config),
+        }
     }
 
     /// After a failed launch: the process is stopped before the error is returned, so
@@ -780,7 +785,8 @@ impl Client {
             address.clone(),
             multiplex,
             tls,
-        );
+        )
+        .instrument(tracing::info_span!("plugin_connect", plugin = %name, %address));
         let conn = match tokio::time::timeout(remaining(), connect).await {
             Ok(Ok(c)) => c,
             Ok(Err(source)) => {
@@ -910,7 +916,12 @@ impl Client {
                 re.address.clone(),
                 false,
                 None,
-            ),
+            )
+            .instrument(tracing::info_span!(
+                "plugin_connect",
+                plugin = %name,
+                address = %re.address
+            )),
         )
         .await
         .map_err(|_| ClientError::StartTimeout {
@@ -949,6 +960,12 @@ impl Client {
     /// waits up to `kill_timeout`, then kills it (and its process group). Safe to call
     /// twice. A reattached plugin in test mode is only disconnected.
     pub async fn kill(&self) {
+        let span = tracing::info_span!("plugin_kill", plugin = %self.inner.name);
+        self.stop().instrument(span).await;
+    }
+
+    /// [`kill`](Self::kill)'s work, in its span.
+    async fn stop(&self) {
         let mut state = self.inner.state.lock().await;
         let previous = std::mem::replace(&mut *state, State::Killed);
         let kill_timeout = self.inner.config.lock().await.kill_timeout;

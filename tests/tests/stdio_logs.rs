@@ -1,6 +1,7 @@
 //! What the plugin writes reaches the host: fd 1/2 through GRPCStdio into `sync_stdout` /
 //! `sync_stderr`, and its hclog JSON log lines into the host's `tracing` with the plugin's
-//! name and level, each in order.
+//! name and level, each in order; start, connect and kill run in spans named after the
+//! plugin.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ struct Event {
     target: String,
     plugin: String,
     message: String,
+    /// For a span: its parent span's name (events have none recorded).
+    parent: Option<String>,
 }
 
 #[derive(Default)]
@@ -46,7 +49,33 @@ impl Visit for Fields {
 
 struct Recorder(Arc<Mutex<Vec<Event>>>);
 
-impl<S: tracing::Subscriber> Layer<S> for Recorder {
+impl<S> Layer<S> for Recorder
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        let mut f = Fields::default();
+        attrs.record(&mut f);
+        let parent = ctx
+            .span(id)
+            .and_then(|span| span.parent())
+            .map(|parent| parent.name().to_string());
+        if let Ok(mut v) = self.0.lock() {
+            v.push(Event {
+                level: *attrs.metadata().level(),
+                target: "span".to_string(),
+                plugin: f.plugin,
+                message: attrs.metadata().name().to_string(),
+                parent,
+            });
+        }
+    }
+
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let mut f = Fields::default();
         event.record(&mut f);
@@ -56,6 +85,7 @@ impl<S: tracing::Subscriber> Layer<S> for Recorder {
                 target: event.metadata().target().to_string(),
                 plugin: f.plugin,
                 message: f.message,
+                parent: None,
             });
         }
     }
@@ -181,4 +211,42 @@ async fn stdio_and_logs_arrive_in_order() {
     // Nothing the plugin printed on fd 1/2 leaked into its log stream.
     assert!(!raw.text().contains("out-1") && !raw.text().contains("err-1"));
     client.kill().await;
+}
+
+#[tokio::test]
+async fn start_connect_and_kill_run_in_spans_named_after_the_plugin() {
+    let events = events();
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new(
+        ClientConfig::new(HANDSHAKE, host_plugins())
+            .launcher(
+                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()),
+            )
+            .name("span-test"),
+    );
+    let spans = || -> Vec<(String, Option<String>)> {
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.target == "span" && e.plugin == "span-test")
+            .map(|e| (e.message.clone(), e.parent.clone()))
+            .collect()
+    };
+    client.start().await.unwrap();
+    assert_eq!(
+        spans(),
+        [
+            ("plugin_start".to_string(), None),
+            (
+                "plugin_connect".to_string(),
+                Some("plugin_start".to_string())
+            ),
+        ]
+    );
+    // A started client hands out its connection without starting again.
+    client.client().await.unwrap();
+    assert_eq!(spans().len(), 2);
+    client.kill().await;
+    assert_eq!(spans().last(), Some(&("plugin_kill".to_string(), None)));
 }

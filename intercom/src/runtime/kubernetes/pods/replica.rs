@@ -1,6 +1,8 @@
 //! One replica's connection: read its handshake from the pod log, dial it by the
 //! connect mode, join the balancer and the broker group, forward its log.
 
+use tracing::Instrument as _;
+
 use super::*;
 
 /// Fails the start early when a running, not-ready container prints an invalid
@@ -104,7 +106,14 @@ pub(super) async fn connect_pod(
         .and_then(|p| p.parse::<u16>().ok())
         .unwrap_or(crate::DEFAULT_SERVER_PORT);
     let (dialer, target) = dialer_for(shared, pod, &address, port);
+    let span = tracing::info_span!(
+        "plugin_connect",
+        plugin = %shared.client_name,
+        %pod,
+        address = %target
+    );
     let conn = connect(dialer, Network::Tcp, target.clone(), true, tls)
+        .instrument(span)
         .await
         .map_err(|source| KubeError::Connect {
             pod: pod.into(),
