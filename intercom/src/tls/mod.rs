@@ -39,6 +39,7 @@
 //! ```
 
 mod identity;
+mod kx;
 mod pins;
 mod provider;
 #[cfg(test)]

@@ -33,12 +33,10 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, SubjectPublicKeyInfoD
 use rustls::sign::{Signer, SigningKey};
 use rustls::{SignatureAlgorithm, SignatureScheme};
 
+use super::kx;
+
 /// The groups a connection that stays on one machine offers, all with OS randomness.
-const LOCAL_KX_GROUPS: &[&dyn SupportedKxGroup] = &[
-    rustls::crypto::ring::kx_group::X25519,
-    rustls::crypto::ring::kx_group::SECP256R1,
-    rustls::crypto::ring::kx_group::SECP384R1,
-];
+const LOCAL_KX_GROUPS: &[&dyn SupportedKxGroup] = &[kx::X25519, kx::SECP256R1, kx::SECP384R1];
 
 /// Which key exchange groups a configuration offers (as TLS client) or accepts (as server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +52,6 @@ pub(crate) enum KeyExchange {
 /// installed.
 pub(crate) fn provider(kx: KeyExchange) -> Arc<CryptoProvider> {
     let aws_lc = rustls::crypto::aws_lc_rs::default_provider();
-    let ring = rustls::crypto::ring::default_provider();
     let mut kx_groups = Vec::with_capacity(LOCAL_KX_GROUPS.len() + 1);
     if kx == KeyExchange::PostQuantumFirst {
         kx_groups.push(rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768);
@@ -64,16 +61,15 @@ pub(crate) fn provider(kx: KeyExchange) -> Arc<CryptoProvider> {
         cipher_suites: aws_lc.cipher_suites,
         kx_groups,
         signature_verification_algorithms: aws_lc.signature_verification_algorithms,
-        secure_random: ring.secure_random,
+        secure_random: &kx::OsRandom,
         key_provider: &P521Keys,
     })
 }
 
 /// Fills `bytes` from the OS generator (ring's `SystemRandom`).
 pub(crate) fn fill_random(bytes: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
-    rustls::crypto::ring::default_provider()
-        .secure_random
-        .fill(bytes)
+    use rustls::crypto::SecureRandom as _;
+    kx::OsRandom.fill(bytes)
 }
 
 /// An ECDSA P-521 key: generated from the OS generator, signing deterministically (RFC 6979),

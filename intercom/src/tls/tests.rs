@@ -548,3 +548,15 @@ async fn an_identity_persisted_with_an_aws_lc_key_loads_and_handshakes() {
     let err = Identity::from_der(cert.der(), other.private_key_pkcs8_der()).expect_err("mismatch");
     assert!(matches!(err, TlsError::ServerConfig { .. }), "{err:?}");
 }
+
+/// kube builds its TLS configs with `ClientConfig::builder()`, which asks rustls for the
+/// process-wide default provider; with a second provider feature on in rustls (stop 23 had
+/// `ring`), that panicked in every Kubernetes host. The default must stay resolvable.
+#[test]
+fn rustls_can_still_pick_its_process_default_provider() {
+    let config = ClientConfig::builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    assert!(!config.crypto_provider().cipher_suites.is_empty());
+    assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+}
