@@ -51,8 +51,11 @@ use proc_macro::TokenStream;
 /// # async fn host() -> Result<(), Box<dyn std::error::Error>> {
 /// // The host: dispense a `GreeterClient` and call it like a local `impl Greeter`.
 /// let client = Client::new(
-///     ClientConfig::new(GreeterPlugin::HANDSHAKE, PluginSet::new().with("greeter", GreeterPlugin::client()))
-///         .launcher(intercom::runtime::ProcessLauncher::new("./greeter-plugin")),
+///     ClientConfig::new(
+///         GreeterPlugin::HANDSHAKE,
+///         PluginSet::new().with("greeter", GreeterPlugin::client()),
+///         intercom::runtime::ProcessLauncher::new("./greeter-plugin"),
+///     ),
 /// );
 /// let greeter: GreeterClient = client.client().await?.dispense("greeter")?;
 /// println!("{}", greeter.greet("world".into()).await?);

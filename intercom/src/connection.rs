@@ -36,6 +36,16 @@ pub(crate) struct Conn {
     pub(crate) plugin_cert: Option<Vec<u8>>,
 }
 
+impl Conn {
+    /// Closes the broker and, when multiplexed, the session: calls in flight fail.
+    pub(crate) fn close(&self) {
+        self.broker.close();
+        if let Some(mux) = &self.mux {
+            mux.close();
+        }
+    }
+}
+
 /// Copies the plugin's GRPCStdio stream into the writers until `closed`.
 pub(crate) async fn pump_stdio(
     channel: Channel,

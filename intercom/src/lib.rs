@@ -57,7 +57,8 @@ pub mod unix_socket;
 
 pub use broker::{BrokerError, BrokerListener, BrokerServer, GrpcBroker};
 pub use client::{
-    Client, ClientConfig, ClientError, ClientProtocol, Multiplex, ReattachConfig, cleanup_clients,
+    Client, ClientConfig, ClientError, ClientProtocol, Multiplex, ReattachConfig, Target,
+    cleanup_clients,
 };
 pub use handshake::{HandshakeConfig, HandshakeError};
 pub use plugin::{BoxError, GrpcPlugin, PluginSet};

@@ -16,10 +16,13 @@ use tokio::net::UnixStream;
 
 async fn launch(dir: &std::path::Path, auto_mtls: bool) -> (Client, ClientProtocol, String) {
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir))
-            .multiplex(Multiplex::Required)
-            .auto_mtls(auto_mtls),
+        ClientConfig::new(
+            HANDSHAKE,
+            host_plugins(),
+            ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir),
+        )
+        .multiplex(Multiplex::Required)
+        .auto_mtls(auto_mtls),
     );
     let protocol = client.client().await.expect("the plugin starts");
     let (network, address) = protocol.address();

@@ -12,12 +12,13 @@ use intercom_tests::{HANDSHAKE, counter, host_plugins, reverse};
 async fn both_directions(multiplex: Multiplex, mtls: bool) {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(
-                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()),
-            )
-            .multiplex(multiplex)
-            .auto_mtls(mtls),
+        ClientConfig::new(
+            HANDSHAKE,
+            host_plugins(),
+            ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()),
+        )
+        .multiplex(multiplex)
+        .auto_mtls(mtls),
     );
     let protocol = client.client().await.unwrap();
     assert_eq!(

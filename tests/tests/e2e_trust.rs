@@ -380,10 +380,13 @@ async fn e2e_automtls_refuses_a_pod_without_a_certificate() {
         assert_nothing_left(&kube, &ns).await;
         // AutoMTLS off: the same plugin, in plaintext.
         let client = Client::new(
-            ClientConfig::new(HANDSHAKE, host_plugins())
-                .kubernetes(plaintext_plugin(&kube, &ns, "plain"))
-                .auto_mtls(false)
-                .start_timeout(Duration::from_secs(90)),
+            ClientConfig::new(
+                HANDSHAKE,
+                host_plugins(),
+                plaintext_plugin(&kube, &ns, "plain"),
+            )
+            .auto_mtls(false)
+            .start_timeout(Duration::from_secs(90)),
         );
         let mut kv = kv_client(&client).await;
         let [(_, ip)]: [(String, String); 1] = plugin_pods(&kube, &ns, "plain")

@@ -38,14 +38,15 @@ async fn a_plugin_out_of_fds_accepts_again_once_they_are_free() {
     let dir = tempfile::tempdir().unwrap();
     // Classic and plaintext, so a second host can reattach over a new connection.
     let first = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(
-                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin"))
-                    .env("INTERCOM_TEST_MODE", "fd-limit")
-                    .current_dir(dir.path()),
-            )
-            .auto_mtls(false)
-            .multiplex(Multiplex::Off),
+        ClientConfig::new(
+            HANDSHAKE,
+            host_plugins(),
+            ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin"))
+                .env("INTERCOM_TEST_MODE", "fd-limit")
+                .current_dir(dir.path()),
+        )
+        .auto_mtls(false)
+        .multiplex(Multiplex::Off),
     );
     let protocol = first.client().await.unwrap();
     let mut kv: Kv = protocol.dispense("kv_grpc").unwrap();
@@ -79,7 +80,7 @@ async fn a_plugin_out_of_fds_accepts_again_once_they_are_free() {
 
     drop(strangers);
     // A new connection is accepted: the accept loop survived.
-    let second = Client::new(ClientConfig::new(HANDSHAKE, host_plugins()).reattach(reattach));
+    let second = Client::new(ClientConfig::new(HANDSHAKE, host_plugins(), reattach));
     let protocol2 = tokio::time::timeout(Duration::from_secs(20), second.client())
         .await
         .expect("a new host connection is accepted after EMFILE")

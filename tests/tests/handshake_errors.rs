@@ -11,12 +11,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn client(mode: &str, handshake: HandshakeConfig) -> Client {
     Client::new(
-        ClientConfig::new(handshake, host_plugins())
-            .launcher(
-                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin"))
-                    .env("INTERCOM_TEST_MODE", mode),
-            )
-            .start_timeout(START_TIMEOUT),
+        ClientConfig::new(
+            handshake,
+            host_plugins(),
+            ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).env("INTERCOM_TEST_MODE", mode),
+        )
+        .start_timeout(START_TIMEOUT),
     )
 }
 
@@ -127,13 +127,14 @@ async fn exit_before_handshake_carries_status_and_stderr() {
 #[tokio::test]
 async fn a_panic_before_the_handshake_keeps_its_message_above_the_backtrace() {
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(
-                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin"))
-                    .env("INTERCOM_TEST_MODE", "panic-early")
-                    .env("RUST_BACKTRACE", "1"),
-            )
-            .start_timeout(START_TIMEOUT),
+        ClientConfig::new(
+            HANDSHAKE,
+            host_plugins(),
+            ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin"))
+                .env("INTERCOM_TEST_MODE", "panic-early")
+                .env("RUST_BACKTRACE", "1"),
+        )
+        .start_timeout(START_TIMEOUT),
     );
     let err = start_err(&client).await;
     let ClientError::ExitedBeforeHandshake { status, stderr, .. } = &err else {
@@ -164,22 +165,23 @@ async fn silent_plugin_times_out_naming_the_setting() {
 
 #[tokio::test]
 async fn missing_executable_is_a_launch_error() {
-    let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(ProcessLauncher::new("/nonexistent/plugin-binary")),
-    );
+    let client = Client::new(ClientConfig::new(
+        HANDSHAKE,
+        host_plugins(),
+        ProcessLauncher::new("/nonexistent/plugin-binary"),
+    ));
     let err = start_err(&client).await;
     assert!(matches!(err, ClientError::Launch(_)), "{err:?}");
 }
 
 #[tokio::test]
 async fn checksum_mismatch_refuses_to_start() {
-    let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins()).launcher(
-            ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin"))
-                .secure(intercom::runtime::SecureConfig::sha256(vec![0u8; 32])),
-        ),
-    );
+    let client = Client::new(ClientConfig::new(
+        HANDSHAKE,
+        host_plugins(),
+        ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin"))
+            .secure(intercom::runtime::SecureConfig::sha256(vec![0u8; 32])),
+    ));
     let err = start_err(&client).await;
     assert!(
         matches!(
@@ -194,13 +196,14 @@ async fn checksum_mismatch_refuses_to_start() {
 async fn versioned_plugins_negotiate_the_highest_common_version() {
     let dir = tempfile::tempdir().unwrap();
     let versioned = |host: &[u32]| {
-        let mut config = ClientConfig::new(HANDSHAKE, intercom::PluginSet::new())
-            .launcher(
-                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin"))
-                    .env("INTERCOM_TEST_MODE", "versioned")
-                    .current_dir(dir.path()),
-            )
-            .start_timeout(START_TIMEOUT);
+        let mut config = ClientConfig::new(
+            HANDSHAKE,
+            intercom::PluginSet::new(),
+            ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin"))
+                .env("INTERCOM_TEST_MODE", "versioned")
+                .current_dir(dir.path()),
+        )
+        .start_timeout(START_TIMEOUT);
         for v in host {
             config = config.versioned(*v, host_plugins());
         }

@@ -210,14 +210,17 @@ async fn go_host_receives_rust_plugin_stdio() {
 
 fn go_plugin_client(name: &str, dir: &Path, mux: bool, mtls: bool) -> Client {
     Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(ProcessLauncher::new(go_fixture(name)).current_dir(dir))
-            .multiplex(if mux {
-                Multiplex::Required
-            } else {
-                Multiplex::Off
-            })
-            .auto_mtls(mtls),
+        ClientConfig::new(
+            HANDSHAKE,
+            host_plugins(),
+            ProcessLauncher::new(go_fixture(name)).current_dir(dir),
+        )
+        .multiplex(if mux {
+            Multiplex::Required
+        } else {
+            Multiplex::Off
+        })
+        .auto_mtls(mtls),
     )
 }
 
@@ -315,13 +318,11 @@ async fn rust_host_dials_go_plugin_broker() {
 #[tokio::test]
 async fn go_plugin_rejects_wrong_cookie_and_version() {
     let dir = tempfile::tempdir().unwrap();
-    let wrong_cookie = Client::new(
-        ClientConfig::new(
-            HandshakeConfig::new(1, "BASIC_PLUGIN", "nope"),
-            host_plugins(),
-        )
-        .launcher(ProcessLauncher::new(go_fixture("kv-plugin")).current_dir(dir.path())),
-    );
+    let wrong_cookie = Client::new(ClientConfig::new(
+        HandshakeConfig::new(1, "BASIC_PLUGIN", "nope"),
+        host_plugins(),
+        ProcessLauncher::new(go_fixture("kv-plugin")).current_dir(dir.path()),
+    ));
     match wrong_cookie.start().await {
         Err(ClientError::ExitedBeforeHandshake { status, stderr, .. }) => {
             assert_eq!(status.code, Some(1));
@@ -329,13 +330,11 @@ async fn go_plugin_rejects_wrong_cookie_and_version() {
         }
         other => panic!("unexpected: {other:?}"),
     }
-    let wrong_version = Client::new(
-        ClientConfig::new(
-            HandshakeConfig::new(2, "BASIC_PLUGIN", "hello"),
-            host_plugins(),
-        )
-        .launcher(ProcessLauncher::new(go_fixture("kv-plugin")).current_dir(dir.path())),
-    );
+    let wrong_version = Client::new(ClientConfig::new(
+        HandshakeConfig::new(2, "BASIC_PLUGIN", "hello"),
+        host_plugins(),
+        ProcessLauncher::new(go_fixture("kv-plugin")).current_dir(dir.path()),
+    ));
     match wrong_version.start().await {
         Err(ClientError::Handshake {
             source: HandshakeError::IncompatibleAppVersion { plugin, host },
@@ -366,14 +365,17 @@ async fn a_rust_host_takes_a_reply_over_4_mib_from_a_go_plugin() {
         // intercom-build's glue, as users get it.
         let plugins = intercom::PluginSet::new().with(kv::KV_PLUGIN_NAME, kv::KvPlugin::client());
         let client = Client::new(
-            ClientConfig::new(HANDSHAKE, plugins)
-                .launcher(ProcessLauncher::new(go_fixture("kv-plugin")).current_dir(dir.path()))
-                .multiplex(if mux {
-                    Multiplex::Required
-                } else {
-                    Multiplex::Off
-                })
-                .auto_mtls(mtls),
+            ClientConfig::new(
+                HANDSHAKE,
+                plugins,
+                ProcessLauncher::new(go_fixture("kv-plugin")).current_dir(dir.path()),
+            )
+            .multiplex(if mux {
+                Multiplex::Required
+            } else {
+                Multiplex::Off
+            })
+            .auto_mtls(mtls),
         );
         let protocol = client.client().await.unwrap();
         let mut kv: kv::kv_client::KvClient<Channel> =

@@ -10,16 +10,17 @@ use intercom_tests::{HANDSHAKE, host_plugins, kv, pid_running, python, python_kv
 
 fn python_client(dir: &std::path::Path, multiplex: Multiplex) -> Client {
     Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(
-                ProcessLauncher::new(python())
-                    .arg(python_kv_plugin())
-                    .current_dir(dir),
-            )
-            .multiplex(multiplex)
-            // go-plugin's Python plugin cannot do AutoMTLS.
-            .auto_mtls(false)
-            .kill_timeout(Duration::from_millis(500)),
+        ClientConfig::new(
+            HANDSHAKE,
+            host_plugins(),
+            ProcessLauncher::new(python())
+                .arg(python_kv_plugin())
+                .current_dir(dir),
+        )
+        .multiplex(multiplex)
+        // go-plugin's Python plugin cannot do AutoMTLS.
+        .auto_mtls(false)
+        .kill_timeout(Duration::from_millis(500)),
     )
 }
 
@@ -29,13 +30,14 @@ fn python_client(dir: &std::path::Path, multiplex: Multiplex) -> Client {
 async fn automtls_host_refuses_a_plugin_without_a_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(
-                ProcessLauncher::new(python())
-                    .arg(python_kv_plugin())
-                    .current_dir(dir.path()),
-            )
-            .kill_timeout(Duration::from_millis(500)),
+        ClientConfig::new(
+            HANDSHAKE,
+            host_plugins(),
+            ProcessLauncher::new(python())
+                .arg(python_kv_plugin())
+                .current_dir(dir.path()),
+        )
+        .kill_timeout(Duration::from_millis(500)),
     );
     let err = client
         .start()

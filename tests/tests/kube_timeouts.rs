@@ -19,13 +19,14 @@ async fn a_silent_apiserver_fails_the_start_within_the_read_timeout() {
     config.read_timeout = Some(Duration::from_secs(1));
     let kube = low_latency_client(config).unwrap();
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .kubernetes(
-                KubernetesConfig::new(kube, "default")
-                    .workload("silent", &PluginWorkload::new("intercom.test/x:1"))
-                    .connect(ConnectMode::Endpoints),
-            )
-            .start_timeout(Duration::from_secs(120)),
+        ClientConfig::new(
+            HANDSHAKE,
+            host_plugins(),
+            KubernetesConfig::new(kube, "default")
+                .workload("silent", &PluginWorkload::new("intercom.test/x:1"))
+                .connect(ConnectMode::Endpoints),
+        )
+        .start_timeout(Duration::from_secs(120)),
     );
     let started = Instant::now();
     let result = tokio::time::timeout(Duration::from_secs(60), client.start())

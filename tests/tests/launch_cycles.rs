@@ -40,13 +40,13 @@ fn entries(dir: &Path) -> usize {
 
 async fn cycle(program: &Path, work: &Path, sockets: &Path, by_drop: bool) {
     // The KV plugins write their values to files in the working directory.
-    let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins()).launcher(
-            ProcessLauncher::new(program)
-                .unix_socket_dir(sockets)
-                .current_dir(work),
-        ),
-    );
+    let client = Client::new(ClientConfig::new(
+        HANDSHAKE,
+        host_plugins(),
+        ProcessLauncher::new(program)
+            .unix_socket_dir(sockets)
+            .current_dir(work),
+    ));
     let protocol = client.client().await.expect("start");
     let mut kv: kv::kv_client::KvClient<intercom::tonic::transport::Channel> =
         protocol.dispense("kv_grpc").expect("dispense");

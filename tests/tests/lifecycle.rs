@@ -34,9 +34,11 @@ async fn wait_gone(pid: u32, within: Duration) -> bool {
 #[tokio::test]
 async fn ping_dispense_call_and_graceful_kill() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins()).launcher(launcher("", dir.path())),
-    );
+    let client = Client::new(ClientConfig::new(
+        HANDSHAKE,
+        host_plugins(),
+        launcher("", dir.path()),
+    ));
     let protocol = client.client().await.unwrap();
     protocol.ping().await.unwrap();
     assert_eq!(client.negotiated_version().await, Some(1));
@@ -86,8 +88,7 @@ async fn ping_dispense_call_and_graceful_kill() {
 async fn kill_forces_a_plugin_that_ignores_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(launcher("linger", dir.path()))
+        ClientConfig::new(HANDSHAKE, host_plugins(), launcher("linger", dir.path()))
             .kill_timeout(Duration::from_millis(500)),
     );
     client.start().await.unwrap();
@@ -109,9 +110,11 @@ async fn kill_forces_a_plugin_that_ignores_shutdown() {
 #[tokio::test]
 async fn dispense_of_unknown_name_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins()).launcher(launcher("", dir.path())),
-    );
+    let client = Client::new(ClientConfig::new(
+        HANDSHAKE,
+        host_plugins(),
+        launcher("", dir.path()),
+    ));
     let protocol = client.client().await.unwrap();
     let err = protocol.dispense::<()>("nope").unwrap_err();
     assert!(
@@ -126,9 +129,11 @@ async fn dispense_of_unknown_name_errors() {
 #[tokio::test]
 async fn crash_mid_call_errors_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins()).launcher(launcher("", dir.path())),
-    );
+    let client = Client::new(ClientConfig::new(
+        HANDSHAKE,
+        host_plugins(),
+        launcher("", dir.path()),
+    ));
     let mut kv: kv::kv_client::KvClient<intercom::tonic::transport::Channel> =
         client.client().await.unwrap().dispense("kv_grpc").unwrap();
     let started = Instant::now();
@@ -161,8 +166,7 @@ async fn crash_mid_call_errors_within_a_second() {
 /// A started client whose plugin another host can reattach to (classic broker, plaintext).
 async fn reattachable_plugin(dir: &std::path::Path) -> Client {
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(launcher("", dir))
+        ClientConfig::new(HANDSHAKE, host_plugins(), launcher("", dir))
             .auto_mtls(false)
             .multiplex(Multiplex::Off),
     );
@@ -184,7 +188,7 @@ async fn reattach_refuses_a_pid_that_is_not_the_plugin_and_signals_nothing() {
         .unwrap();
     let stranger_pid = stranger.id().unwrap();
     re.pid = Some(stranger_pid);
-    let second = Client::new(ClientConfig::new(HANDSHAKE, host_plugins()).reattach(re));
+    let second = Client::new(ClientConfig::new(HANDSHAKE, host_plugins(), re));
     match second.start().await {
         Err(ClientError::ReattachPidMismatch { pid, listener, .. }) => {
             assert_eq!((pid, listener), (stranger_pid, plugin));
@@ -208,7 +212,7 @@ async fn reattach_to_a_running_plugin() {
         .expect("classic, plaintext: reattachable");
     let pid = re.pid.expect("pid");
 
-    let second = Client::new(ClientConfig::new(HANDSHAKE, host_plugins()).reattach(re.clone()));
+    let second = Client::new(ClientConfig::new(HANDSHAKE, host_plugins(), re.clone()));
     let protocol = second.client().await.unwrap();
     protocol.ping().await.unwrap();
     let mut kv: kv::kv_client::KvClient<intercom::tonic::transport::Channel> =
@@ -226,7 +230,7 @@ async fn reattach_to_a_running_plugin() {
     first.kill().await;
 
     // Reattaching to a pid that is gone is a clear error.
-    let gone = Client::new(ClientConfig::new(HANDSHAKE, host_plugins()).reattach(re));
+    let gone = Client::new(ClientConfig::new(HANDSHAKE, host_plugins(), re));
     assert!(matches!(
         gone.start().await,
         Err(ClientError::ReattachNotFound { .. })
@@ -241,9 +245,7 @@ async fn cleanup_clients_kills_managed_clients() {
     let mut clients = Vec::new();
     for _ in 0..2 {
         let c = Client::new(
-            ClientConfig::new(HANDSHAKE, host_plugins())
-                .launcher(launcher("", dir.path()))
-                .managed(true),
+            ClientConfig::new(HANDSHAKE, host_plugins(), launcher("", dir.path())).managed(true),
         );
         c.start().await.unwrap();
         pids.push(pid_of(&c));
@@ -259,9 +261,11 @@ async fn cleanup_clients_kills_managed_clients() {
 #[tokio::test]
 async fn dropping_a_client_kills_its_plugin() {
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins()).launcher(launcher("", dir.path())),
-    );
+    let client = Client::new(ClientConfig::new(
+        HANDSHAKE,
+        host_plugins(),
+        launcher("", dir.path()),
+    ));
     client.start().await.unwrap();
     let pid = pid_of(&client);
     drop(client);
@@ -278,7 +282,7 @@ async fn dropping_a_client_kills_its_plugin() {
 fn client_futures_are_send() {
     fn send<T: Send>(_: T) {}
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
+        ClientConfig::new(HANDSHAKE, host_plugins(), ProcessLauncher::new("unused"))
             .sync_stdout(tokio::io::sink())
             .sync_stderr(tokio::io::sink()),
     );

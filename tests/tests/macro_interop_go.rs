@@ -53,8 +53,8 @@ async fn macro_host_serves_callbacks_to_the_go_counter_plugin() {
             ClientConfig::new(
                 CounterPlugin::HANDSHAKE,
                 PluginSet::new().with("counter", CounterPlugin::client()),
+                ProcessLauncher::new(go_fixture("counter-plugin")).current_dir(dir.path()),
             )
-            .launcher(ProcessLauncher::new(go_fixture("counter-plugin")).current_dir(dir.path()))
             .multiplex(if mux {
                 Multiplex::Required
             } else {

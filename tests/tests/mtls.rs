@@ -11,12 +11,13 @@ use intercom_tests::{HANDSHAKE, host_plugins};
 async fn a_connection_without_the_right_certificate_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(
-                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()),
-            )
-            // Classic, so the plugin's listener keeps accepting connections to try.
-            .multiplex(Multiplex::Off),
+        ClientConfig::new(
+            HANDSHAKE,
+            host_plugins(),
+            ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()),
+        )
+        // Classic, so the plugin's listener keeps accepting connections to try.
+        .multiplex(Multiplex::Off),
     );
     let protocol = client.client().await.unwrap();
     protocol.ping().await.unwrap();

@@ -150,14 +150,15 @@ async fn stdio_and_logs_arrive_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let (stdout, stderr, raw) = (Sink::default(), Sink::default(), Sink::default());
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(
-                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()),
-            )
-            .name("stdio-test")
-            .sync_stdout(stdout.clone())
-            .sync_stderr(stderr.clone())
-            .stderr(raw.clone()),
+        ClientConfig::new(
+            HANDSHAKE,
+            host_plugins(),
+            ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()),
+        )
+        .name("stdio-test")
+        .sync_stdout(stdout.clone())
+        .sync_stderr(stderr.clone())
+        .stderr(raw.clone()),
     );
     let mut kv: kv::kv_client::KvClient<Channel> =
         client.client().await.unwrap().dispense("kv_grpc").unwrap();
@@ -218,11 +219,12 @@ async fn start_connect_and_kill_run_in_spans_named_after_the_plugin() {
     let events = events();
     let dir = tempfile::tempdir().unwrap();
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(
-                ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()),
-            )
-            .name("span-test"),
+        ClientConfig::new(
+            HANDSHAKE,
+            host_plugins(),
+            ProcessLauncher::new(env!("CARGO_BIN_EXE_test-plugin")).current_dir(dir.path()),
+        )
+        .name("span-test"),
     );
     let spans = || -> Vec<(String, Option<String>)> {
         events

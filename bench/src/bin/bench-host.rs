@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
 use intercom::tonic::transport::{Channel, Endpoint, Uri};
-use intercom::{Client, ClientConfig, Multiplex, PluginSet, ProcessLauncher};
+use intercom::{Client, ClientConfig, HandshakeConfig, Multiplex, PluginSet, ProcessLauncher};
 use kv::{HANDSHAKE, KvClient, KvPlugin, PLUGIN_NAME, proto};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -162,18 +162,19 @@ async fn run(o: Options) -> Result<serde_json::Value, BoxError> {
 fn new_client(o: &Options) -> Result<Client, BoxError> {
     new_client_with(
         o,
-        ClientConfig::new(
-            HANDSHAKE,
-            PluginSet::new().with(PLUGIN_NAME, KvPlugin::client()),
-        ),
+        HANDSHAKE,
+        PluginSet::new().with(PLUGIN_NAME, KvPlugin::client()),
     )
 }
 
-fn new_client_with(o: &Options, config: ClientConfig) -> Result<Client, BoxError> {
+fn new_client_with(
+    o: &Options,
+    handshake: HandshakeConfig,
+    plugins: PluginSet,
+) -> Result<Client, BoxError> {
     let plugin = o.plugin.clone().ok_or("--plugin or --raw is required")?;
     Ok(Client::new(
-        config
-            .launcher(ProcessLauncher::new(plugin))
+        ClientConfig::new(handshake, plugins, ProcessLauncher::new(plugin))
             .multiplex(if o.mux {
                 Multiplex::Required
             } else {
@@ -348,10 +349,8 @@ async fn counter_loop(o: &Options) -> Result<serde_json::Value, BoxError> {
     use bidirectional::{CounterClient, CounterPlugin, proto as cp};
     let client = new_client_with(
         o,
-        ClientConfig::new(
-            bidirectional::HANDSHAKE,
-            PluginSet::new().with(bidirectional::PLUGIN_NAME, CounterPlugin::client()),
-        ),
+        bidirectional::HANDSHAKE,
+        PluginSet::new().with(bidirectional::PLUGIN_NAME, CounterPlugin::client()),
     )?;
     let result = async {
         let protocol = client.client().await?;
@@ -410,10 +409,8 @@ async fn stream_bench(o: &Options) -> Result<serde_json::Value, BoxError> {
     }
     let client = new_client_with(
         o,
-        ClientConfig::new(
-            ChunksPlugin::HANDSHAKE,
-            PluginSet::new().with(CHUNKS_PLUGIN, ChunksPlugin::client()),
-        ),
+        ChunksPlugin::HANDSHAKE,
+        PluginSet::new().with(CHUNKS_PLUGIN, ChunksPlugin::client()),
     )?;
     let result = async {
         let chunks: ChunksClient = client.client().await?.dispense(CHUNKS_PLUGIN)?;

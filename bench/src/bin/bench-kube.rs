@@ -171,8 +171,8 @@ async fn start_and_call(
         ClientConfig::new(
             HANDSHAKE,
             PluginSet::new().with(PLUGIN_NAME, KvPlugin::client()),
+            config,
         )
-        .kubernetes(config)
         .start_timeout(START_TIMEOUT),
     );
     let result = async {

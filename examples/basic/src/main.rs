@@ -138,8 +138,8 @@ async fn host(name: Option<OsString>) -> Result<(), Box<dyn Error>> {
         ClientConfig::new(
             HANDSHAKE,
             PluginSet::new().with(PLUGIN_NAME, GreeterPlugin::client()),
+            ProcessLauncher::new(exe).arg(PLUGIN_ARG),
         )
-        .launcher(ProcessLauncher::new(exe).arg(PLUGIN_ARG))
         .name("greeter"),
     );
     let result = greet(&client, name).await;

@@ -56,8 +56,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         ClientConfig::new(
             HANDSHAKE,
             PluginSet::new().with(PLUGIN_NAME, CounterPlugin::client()),
+            ProcessLauncher::shell(command),
         )
-        .launcher(ProcessLauncher::shell(command))
         .name("counter"),
     );
     let result = async {

@@ -34,7 +34,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use intercom::runtime::ProcessLauncher;
-use intercom::{Client, ClientConfig, PluginSet, ServeConfig, Status};
+use intercom::{Client, ClientConfig, PluginSet, ServeConfig, Status, Target};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
@@ -187,34 +187,35 @@ async fn host_with(args: &[String], kubernetes: bool) -> Result<(), Box<dyn Erro
         None => 3,
     };
     let exe = std::env::current_exe()?;
-    let config = ClientConfig::new(
-        CounterPlugin::HANDSHAKE,
-        PluginSet::new().with(PLUGIN_NAME, CounterPlugin::client()),
-    )
-    .name("counter");
     // Kept alive until the plugin is gone.
     let mut cluster: Option<Box<dyn std::any::Any>> = None;
-    let config = if kubernetes {
-        let (config, env) = on_kubernetes(config, exe).await?;
+    let target = if kubernetes {
+        let (target, env) = on_kubernetes(exe).await?;
         cluster = Some(env);
-        config
+        target
     } else {
-        config.launcher(ProcessLauncher::new(exe).arg(PLUGIN_ARG))
+        Target::from(ProcessLauncher::new(exe).arg(PLUGIN_ARG))
     };
-    let client = Client::new(config);
+    let client = Client::new(
+        ClientConfig::new(
+            CounterPlugin::HANDSHAKE,
+            PluginSet::new().with(PLUGIN_NAME, CounterPlugin::client()),
+            target,
+        )
+        .name("counter"),
+    );
     let result = count(&client, &key, first, puts).await;
     client.kill().await;
     drop(cluster);
     result
 }
 
-/// `config` with the plugin as a Deployment on a fresh local test cluster, and the
-/// cluster (to keep alive until the plugin is gone).
+/// The plugin as a Deployment on a fresh local test cluster, and the cluster (to keep
+/// alive until the plugin is gone).
 #[cfg(feature = "kubernetes")]
 async fn on_kubernetes(
-    config: ClientConfig,
     exe: std::path::PathBuf,
-) -> Result<(ClientConfig, Box<dyn std::any::Any>), Box<dyn Error>> {
+) -> Result<(Target, Box<dyn std::any::Any>), Box<dyn Error>> {
     use intercom::runtime::kubernetes::{ConnectMode, KubernetesConfig, PluginWorkload};
     let env = intercom_envtest::Env::builder()
         .image(IMAGE, exe)
@@ -226,15 +227,14 @@ async fn on_kubernetes(
     )
     .workload("counter", &PluginWorkload::new(IMAGE).arg(PLUGIN_ARG))
     .connect(ConnectMode::PortForward);
-    Ok((config.kubernetes(kube), Box::new(env)))
+    Ok((kube.into(), Box::new(env)))
 }
 
 /// Without the `kubernetes` feature, `--kubernetes` says how to get it.
 #[cfg(not(feature = "kubernetes"))]
 async fn on_kubernetes(
-    _config: ClientConfig,
     _exe: std::path::PathBuf,
-) -> Result<(ClientConfig, Box<dyn std::any::Any>), Box<dyn Error>> {
+) -> Result<(Target, Box<dyn std::any::Any>), Box<dyn Error>> {
     Err(KUBERNETES_OFF.into())
 }
 

@@ -122,8 +122,8 @@ async fn host(name: Option<String>) -> Result<(), Box<dyn Error>> {
         ClientConfig::new(
             GreeterPlugin::HANDSHAKE,
             PluginSet::new().with(PLUGIN_NAME, GreeterPlugin::client()),
+            ProcessLauncher::new(exe).arg(PLUGIN_ARG),
         )
-        .launcher(ProcessLauncher::new(exe).arg(PLUGIN_ARG))
         .name("greeter"),
     );
     let result = greet(&client, name.unwrap_or_else(|| "world".to_owned())).await;
@@ -150,20 +150,16 @@ async fn kubernetes_host(name: Option<String>) -> Result<(), Box<dyn Error>> {
         .start()
         .await?;
     let workload = PluginWorkload::new(IMAGE).arg(PLUGIN_ARG);
-    let client = Client::new(
-        ClientConfig::new(
-            GreeterPlugin::HANDSHAKE,
-            PluginSet::new().with(PLUGIN_NAME, GreeterPlugin::client()),
+    let client = Client::new(ClientConfig::new(
+        GreeterPlugin::HANDSHAKE,
+        PluginSet::new().with(PLUGIN_NAME, GreeterPlugin::client()),
+        KubernetesConfig::new(
+            low_latency_client(env.control_plane().kube_config())?,
+            "default",
         )
-        .kubernetes(
-            KubernetesConfig::new(
-                low_latency_client(env.control_plane().kube_config())?,
-                "default",
-            )
-            .workload("greeter", &workload)
-            .connect(ConnectMode::PortForward),
-        ),
-    );
+        .workload("greeter", &workload)
+        .connect(ConnectMode::PortForward),
+    ));
     let result = greet(&client, name.unwrap_or_else(|| "world".to_owned())).await;
     // Graceful shutdown of the pod, then the Deployment and Service are deleted.
     client.kill().await;

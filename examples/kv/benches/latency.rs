@@ -26,8 +26,8 @@ async fn measure(label: &str, multiplex: Multiplex, mtls: bool) -> Duration {
         ClientConfig::new(
             HANDSHAKE,
             PluginSet::new().with(PLUGIN_NAME, KvPlugin::client()),
+            ProcessLauncher::new(plugin).current_dir(&dir),
         )
-        .launcher(ProcessLauncher::new(plugin).current_dir(&dir))
         .multiplex(multiplex)
         .auto_mtls(mtls),
     );

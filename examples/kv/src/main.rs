@@ -41,8 +41,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         ClientConfig::new(
             HANDSHAKE,
             PluginSet::new().with(PLUGIN_NAME, KvPlugin::client()),
+            ProcessLauncher::shell(command),
         )
-        .launcher(ProcessLauncher::shell(command))
         // As go-plugin's examples/grpc host: plaintext, so Python plugins load too.
         .auto_mtls(false)
         .name("kv"),

@@ -189,8 +189,8 @@ async fn host(args: &[String]) -> Result<(), Box<dyn Error>> {
         ClientConfig::new(
             FilesPlugin::HANDSHAKE,
             PluginSet::new().with(PLUGIN_NAME, FilesPlugin::client()),
+            ProcessLauncher::new(exe).arg(PLUGIN_ARG),
         )
-        .launcher(ProcessLauncher::new(exe).arg(PLUGIN_ARG))
         .name("files"),
     );
     let result = stream(

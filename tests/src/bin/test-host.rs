@@ -42,11 +42,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(dir) = std::env::var_os("INTERCOM_TEST_HOST_SOCKETS") {
         launcher = launcher.unix_socket_dir(dir);
     }
-    let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .launcher(launcher)
-            .multiplex(multiplex),
-    );
+    let client =
+        Client::new(ClientConfig::new(HANDSHAKE, host_plugins(), launcher).multiplex(multiplex));
     let protocol = client.client().await?;
     protocol.ping().await?;
     println!("{}", client.id().ok_or("a started plugin has a pid")?);
@@ -67,14 +64,14 @@ async fn kubernetes_host(kubeconfig: std::ffi::OsString) -> Result<(), Box<dyn s
     let name = var("INTERCOM_TEST_HOST_PLUGIN")?;
     let lease = std::time::Duration::from_secs(var("INTERCOM_TEST_HOST_LEASE_SECS")?.parse()?);
     let workload = PluginWorkload::new("intercom.test/test-plugin:1");
-    let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins()).kubernetes(
-            KubernetesConfig::new(kube, var("INTERCOM_TEST_HOST_NAMESPACE")?)
-                .workload(&name, &workload)
-                .connect(ConnectMode::PortForward)
-                .host_lease(lease),
-        ),
-    );
+    let client = Client::new(ClientConfig::new(
+        HANDSHAKE,
+        host_plugins(),
+        KubernetesConfig::new(kube, var("INTERCOM_TEST_HOST_NAMESPACE")?)
+            .workload(&name, &workload)
+            .connect(ConnectMode::PortForward)
+            .host_lease(lease),
+    ));
     client.client().await?.ping().await?;
     println!("{name}");
     std::future::pending::<()>().await;
@@ -130,13 +127,14 @@ async fn one_mode(
     // The plugin pod's root filesystem is read-only; its counter files go to /tmp.
     let workload = PluginWorkload::new(image).env("INTERCOM_TEST_PLUGIN_DIR", "/tmp");
     let client = Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .kubernetes(
-                KubernetesConfig::new(kube.clone(), namespace)
-                    .workload(name, &workload)
-                    .connect(mode),
-            )
-            .start_timeout(std::time::Duration::from_secs(90)),
+        ClientConfig::new(
+            HANDSHAKE,
+            host_plugins(),
+            KubernetesConfig::new(kube.clone(), namespace)
+                .workload(name, &workload)
+                .connect(mode),
+        )
+        .start_timeout(std::time::Duration::from_secs(90)),
     );
     let outcome = call_with_callbacks(&client, kube, namespace, name).await;
     client.kill().await;

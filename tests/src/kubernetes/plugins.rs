@@ -49,9 +49,7 @@ pub fn config(
 /// A host client for the test plugin on Kubernetes.
 pub fn plugin_client(kube: KubernetesConfig) -> Client {
     Client::new(
-        ClientConfig::new(HANDSHAKE, host_plugins())
-            .kubernetes(kube)
-            .start_timeout(Duration::from_secs(90)),
+        ClientConfig::new(HANDSHAKE, host_plugins(), kube).start_timeout(Duration::from_secs(90)),
     )
 }
 

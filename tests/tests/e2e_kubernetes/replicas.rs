@@ -92,14 +92,14 @@ async fn e2e_deleting_a_pod_mid_stream_fails_the_stream_and_the_next_call_succee
             ClientConfig::new(
                 EchoPlugin::HANDSHAKE,
                 intercom::PluginSet::new().with(PLUGIN_NAME, EchoPlugin::client()),
+                config(
+                    &kube,
+                    &ns,
+                    "stream",
+                    PluginWorkload::new(MACRO_IMAGE),
+                    ConnectMode::PortForward,
+                ),
             )
-            .kubernetes(config(
-                &kube,
-                &ns,
-                "stream",
-                PluginWorkload::new(MACRO_IMAGE),
-                ConnectMode::PortForward,
-            ))
             .start_timeout(Duration::from_secs(90)),
         );
         let echo: EchoClient = client

@@ -17,13 +17,11 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Launches the `macro-plugin` binary and dispenses its `EchoClient`.
 pub async fn launch() -> (Client, EchoClient) {
-    let client = Client::new(
-        ClientConfig::new(
-            EchoPlugin::HANDSHAKE,
-            PluginSet::new().with(PLUGIN_NAME, EchoPlugin::client()),
-        )
-        .launcher(ProcessLauncher::new(env!("CARGO_BIN_EXE_macro-plugin"))),
-    );
+    let client = Client::new(ClientConfig::new(
+        EchoPlugin::HANDSHAKE,
+        PluginSet::new().with(PLUGIN_NAME, EchoPlugin::client()),
+        ProcessLauncher::new(env!("CARGO_BIN_EXE_macro-plugin")),
+    ));
     let echo = client
         .client()
         .await

@@ -31,8 +31,11 @@
 //!
 //! let (deployment, service) = PluginWorkload::new("registry.example/greeter:1").replicas(2).build("greeter");
 //! let client = Client::new(
-//!     ClientConfig::new(HANDSHAKE, plugins)
-//!         .kubernetes(KubernetesConfig::new(kube, "plugins").objects(deployment, service)),
+//!     ClientConfig::new(
+//!         HANDSHAKE,
+//!         plugins,
+//!         KubernetesConfig::new(kube, "plugins").objects(deployment, service),
+//!     ),
 //! );
 //! let protocol = client.client().await?; // created, ready, handshaken, connected
 //! client.kill().await;                   // Deployment + Service deleted, graceful shutdown, pods gone
@@ -368,6 +371,16 @@ impl KubernetesConfig {
     pub fn reattachable(mut self, on: bool) -> Self {
         self.reattachable = on;
         self
+    }
+
+    /// The plugin's name for logs and errors: the Deployment reattached to, or the one
+    /// that will be created.
+    pub fn name(&self) -> Option<String> {
+        self.reattach.clone().or_else(|| {
+            self.deployment
+                .as_ref()
+                .and_then(|d| d.metadata.name.clone())
+        })
     }
 
     /// Connects to the existing plugin Deployment `name` instead of creating one. With

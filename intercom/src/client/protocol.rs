@@ -1,0 +1,168 @@
+//! [`ClientProtocol`]: the live connection to a started plugin.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use super::ClientError;
+use crate::broker::GrpcBroker;
+use crate::connection::{Conn, Writer, pump_stdio};
+use crate::handshake::Network;
+use crate::plugin::PluginSet;
+
+/// The live connection to a plugin (go-plugin's `ClientProtocol`): dispense typed
+/// clients, ping, reach the broker. Cheap to clone.
+#[derive(Clone)]
+pub struct ClientProtocol {
+    name: Arc<str>,
+    pub(super) conn: Arc<Conn>,
+    plugins: PluginSet,
+}
+
+impl fmt::Debug for ClientProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientProtocol")
+            .field("name", &self.name)
+            .field("plugins", &self.plugins)
+            .field("broker", &self.conn.broker)
+            .finish()
+    }
+}
+
+impl ClientProtocol {
+    /// The connection a target started, with its broker session and (for a single
+    /// plugin process) its GRPCStdio pump running in `tasks`.
+    pub(super) fn new(
+        name: String,
+        conn: Arc<Conn>,
+        plugins: PluginSet,
+        tasks: &mut tokio::task::JoinSet<()>,
+        sync_stdout: Option<Writer>,
+        sync_stderr: Option<Writer>,
+    ) -> Self {
+        if let Some(session) = &conn.session {
+            tasks.spawn(session.clone().run_host(
+                crate::proto::grpc_broker_client::GrpcBrokerClient::new(conn.channel.clone()),
+            ));
+        }
+        if conn.pump_stdio {
+            let stdout = sync_stdout.unwrap_or_else(|| Box::new(tokio::io::sink()));
+            let stderr = sync_stderr.unwrap_or_else(|| Box::new(tokio::io::sink()));
+            tasks.spawn(pump_stdio(
+                conn.channel.clone(),
+                stdout,
+                stderr,
+                name.clone(),
+                conn.broker.closed_token(),
+            ));
+        }
+        Self {
+            name: name.into(),
+            conn,
+            plugins,
+        }
+    }
+
+    /// A typed client for the plugin registered as `name` in the host's plugin map.
+    ///
+    /// Purely local, as in go-plugin: nothing is sent to the plugin.
+    ///
+    /// # Errors
+    /// [`ClientError::UnknownPlugin`], [`ClientError::DispenseType`] when `T` is not
+    /// what the plugin map entry builds, [`ClientError::Dispense`].
+    pub fn dispense<T: Any + Send + Sync>(&self, name: &str) -> Result<T, ClientError> {
+        self.dispense_any(name)?
+            .downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| ClientError::DispenseType {
+                name: name.to_string(),
+                requested: std::any::type_name::<T>(),
+            })
+    }
+
+    /// As [`dispense`](Self::dispense), untyped.
+    ///
+    /// # Errors
+    /// As [`dispense`](Self::dispense).
+    pub fn dispense_any(&self, name: &str) -> Result<Box<dyn Any + Send + Sync>, ClientError> {
+        let plugin = self
+            .plugins
+            .get(name)
+            .ok_or_else(|| ClientError::UnknownPlugin {
+                name: name.to_string(),
+                available: self.plugins.iter().map(|(n, _)| n.to_string()).collect(),
+            })?;
+        plugin
+            .client(&self.conn.broker, self.conn.channel.clone())
+            .map_err(|source| ClientError::Dispense {
+                name: name.to_string(),
+                source,
+            })
+    }
+
+    /// Checks the plugin is alive (gRPC health `Check` for service `plugin`).
+    ///
+    /// # Errors
+    /// [`ClientError::Ping`] with the gRPC status.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(self.conn.channel.clone());
+        health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: crate::GRPC_SERVICE_NAME.into(),
+            })
+            .await
+            .map(drop)
+            .map_err(|source| ClientError::Ping {
+                name: self.name.to_string(),
+                source,
+            })
+    }
+
+    /// The host's broker for this connection.
+    pub fn broker(&self) -> &GrpcBroker {
+        &self.conn.broker
+    }
+
+    /// Where the plugin listens, as dialed by the host.
+    pub fn address(&self) -> (Network, &str) {
+        (self.conn.network, &self.conn.address)
+    }
+
+    /// The plugin's AutoMTLS certificate (DER), the only one this connection trusts.
+    pub fn plugin_certificate(&self) -> Option<&[u8]> {
+        self.conn.plugin_cert.as_deref()
+    }
+
+    /// The gRPC channel to the plugin.
+    pub fn channel(&self) -> Channel {
+        self.conn.channel.clone()
+    }
+
+    /// Closes the connection (not the plugin process): broker and, when multiplexed,
+    /// the session. Calls in flight fail.
+    pub fn close(&self) {
+        self.conn.close();
+    }
+
+    /// Sends `GRPCController/Shutdown`; true when the plugin acknowledged (or hung up,
+    /// as go-plugin plugins may while stopping).
+    pub(super) async fn shutdown(&self, timeout: Duration) -> bool {
+        let mut ctl = crate::proto::grpc_controller_client::GrpcControllerClient::new(
+            self.conn.channel.clone(),
+        );
+        match tokio::time::timeout(timeout, ctl.shutdown(crate::proto::Empty {})).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(status)) => {
+                // Unimplemented: no controller (e.g. Python); Unavailable/Cancelled:
+                // it stopped before replying, which is success.
+                tracing::debug!(plugin = %self.name, code = ?status.code(), "shutdown RPC");
+                !matches!(status.code(), tonic::Code::Unimplemented)
+            }
+            Err(_) => false,
+        }
+    }
+}
