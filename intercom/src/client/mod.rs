@@ -17,15 +17,15 @@ use crate::sync::lock;
 mod config;
 mod error;
 mod protocol;
-mod target;
+mod start;
 
 pub use config::{
     ClientConfig, DEFAULT_KILL_TIMEOUT, DEFAULT_START_TIMEOUT, Multiplex, ReattachConfig,
 };
 pub use error::ClientError;
 pub use protocol::ClientProtocol;
-pub use target::Target;
-use target::{StartContext, Started};
+pub use start::Target;
+use start::{StartContext, Started};
 
 /// How often `kill` checks whether a reattached plugin has exited, up to `kill_timeout`.
 const REATTACHED_KILL_POLL: Duration = Duration::from_millis(20);

@@ -1,0 +1,305 @@
+//! The [`Target::Launch`](super::Target::Launch) start: launch with a [`Launcher`], read the
+//! handshake line from stdout (go-plugin's first line, at most 64 KiB), connect.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::{StartContext, Started};
+use crate::client::{ClientError, Multiplex};
+use crate::connection::{Conn, address_dialer, connect, pump_stderr};
+use crate::handshake::Handshake;
+use crate::plugin_exit::PluginExit;
+use crate::runtime::{Launcher, Output, PluginHandle};
+use crate::stderr_tail::StderrTail;
+use crate::sync::lock;
+use crate::transport::TlsPair;
+
+/// How long, after the plugin process ended, the host waits for the rest of its stderr
+/// before recording the exit for the calls' errors.
+const EXIT_STDERR_GRACE: Duration = Duration::from_millis(200);
+
+/// At most how long a bad handshake waits for the stderr pump to catch up with what a
+/// still-running plugin printed before it.
+const STDERR_DRAIN: Duration = Duration::from_millis(50);
+
+/// How long a failed launch waits for its process to be killed.
+const FAILED_LAUNCH_KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a plugin that closed stdout before its handshake may take to report its exit
+/// status.
+const EXIT_STATUS_WAIT: Duration = Duration::from_secs(2);
+
+/// Launches, handshakes and connects. On error the process is stopped before the error is
+/// returned, so `Client::exited` is true (`Client::id` still names what ran).
+pub(super) async fn start(
+    launcher: &dyn Launcher,
+    ctx: StartContext<'_>,
+) -> Result<Started, ClientError> {
+    let (handle_slot, exited) = (ctx.handle, ctx.exited.clone());
+    let result = launch(launcher, ctx).await;
+    if result.is_err() {
+        let handle = lock(handle_slot).clone();
+        if let Some(handle) = handle {
+            // Bounded: a process that survives SIGKILL this long is beyond our reach.
+            let _ = tokio::time::timeout(FAILED_LAUNCH_KILL_TIMEOUT, handle.kill()).await;
+        }
+        exited.store(true, Ordering::SeqCst);
+    }
+    result
+}
+
+async fn launch(launcher: &dyn Launcher, ctx: StartContext<'_>) -> Result<Started, ClientError> {
+    let StartContext {
+        name,
+        config,
+        handle: handle_slot,
+        exited,
+    } = ctx;
+    let name = name.to_string();
+    let versions = config.versions();
+    let host_versions: Vec<u32> = versions.keys().copied().collect();
+    let identity = if config.auto_mtls {
+        Some(crate::tls::Identity::generate()?)
+    } else {
+        None
+    };
+    let env = config.plugin_env(
+        &host_versions,
+        Some(config.port_range),
+        config.multiplex != Multiplex::Off,
+        identity.as_ref(),
+    );
+    let started = Instant::now();
+    let deadline = started + config.start_timeout;
+    let remaining = || deadline.saturating_duration_since(Instant::now());
+    let timeout_err = {
+        let name = name.clone();
+        move |step, stderr: String| ClientError::StartTimeout {
+            name: name.clone(),
+            waited: started.elapsed(),
+            step,
+            stderr,
+        }
+    };
+
+    let launched = match tokio::time::timeout(remaining(), launcher.launch(env)).await {
+        Ok(l) => l?,
+        Err(_) => return Err(timeout_err("launch", String::new())),
+    };
+    let handle: Arc<dyn PluginHandle> = Arc::from(launched.handle);
+    *lock(handle_slot) = Some(handle.clone());
+    // From here on, any early return must kill what runs: this guard does it.
+    let guard = KillGuard(Some(handle.clone()));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let stderr = PluginStderr::default();
+    tasks.spawn(pump_stderr(
+        launched.stderr,
+        name.clone(),
+        stderr.tail.clone(),
+        config.stderr.take(),
+        stderr.done.clone(),
+    ));
+    tasks.spawn(mark_exited(handle.clone(), exited.clone(), name.clone()));
+
+    let mut stdout = BufReader::new(launched.stdout);
+    // Bytes, not a String: a non-UTF-8 line is a bad handshake, not a closed stdout.
+    let mut line = Vec::new();
+    match read_line(&mut stdout, &mut line, handle.as_ref(), remaining()).await {
+        LineOutcome::Line => {}
+        LineOutcome::Timeout => {
+            let step = "waiting for the handshake line on stdout";
+            return Err(timeout_err(step, stderr.render()));
+        }
+        LineOutcome::Eof => return Err(no_handshake(name, handle.as_ref(), &stderr).await),
+    }
+    // Later stdout lines are drained and discarded, as go-plugin does.
+    tasks.spawn(async move {
+        let mut sink = tokio::io::sink();
+        let _ = tokio::io::copy(&mut stdout, &mut sink).await;
+    });
+
+    let required = config.multiplex == Multiplex::Required;
+    let handshake = match Handshake::parse_bytes(&line)
+        .and_then(|h| h.validate(&host_versions, required).map(|()| h))
+    {
+        Ok(h) => h,
+        Err(source) => {
+            // The plugin still runs (its stderr stays open): give the pump a moment
+            // for what it printed before the bad line.
+            let stderr = stderr.after(STDERR_DRAIN).await;
+            return Err(ClientError::Handshake {
+                name,
+                stderr,
+                source,
+            });
+        }
+    };
+    let (network, address) =
+        handle.plugin_to_host(&handshake.network.to_string(), &handshake.address);
+    let network = network.parse().unwrap_or(handshake.network);
+    let multiplex = config.multiplex != Multiplex::Off && handshake.multiplex == Some(true);
+    if config.multiplex == Multiplex::Auto && !multiplex {
+        tracing::debug!(plugin = %name, "plugin does not multiplex; using the classic broker");
+    }
+    let tls = match (&identity, &handshake.server_cert) {
+        (Some(id), Some(cert)) => Some(TlsPair::new(id, cert)?),
+        // Fail closed, as go-plugin does: the host asked for mTLS.
+        (Some(_), None) => return Err(ClientError::AutoMtlsUnsupported { name }),
+        _ => None,
+    };
+    let connect = connect(
+        address_dialer(network, address.clone()),
+        network,
+        address.clone(),
+        multiplex,
+        tls,
+    )
+    .instrument(tracing::info_span!("plugin_connect", plugin = %name, %address));
+    let conn = match tokio::time::timeout(remaining(), connect).await {
+        Ok(Ok(c)) => Arc::new(c),
+        Ok(Err(source)) => {
+            return Err(ClientError::Connect {
+                name,
+                network,
+                address,
+                source,
+            });
+        }
+        Err(_) => return Err(timeout_err("connecting", stderr.render())),
+    };
+    conn.broker.exit_watch().arm();
+    tasks.spawn(record_exit(handle, conn.clone(), name.clone(), stderr));
+    guard.disarm();
+    tracing::debug!(plugin = %name, version = handshake.app_version, multiplex, tls = identity.is_some(), elapsed = ?started.elapsed(), "plugin connected");
+    Ok(Started {
+        conn,
+        version: handshake.app_version,
+        tasks,
+        reattached: None,
+    })
+}
+
+/// What the stderr pump keeps of the plugin's stderr, and when it reached EOF.
+#[derive(Clone, Default)]
+struct PluginStderr {
+    tail: Arc<Mutex<StderrTail>>,
+    done: CancellationToken,
+}
+
+impl PluginStderr {
+    /// The last lines, as an error message ends with them.
+    fn render(&self) -> String {
+        lock(&self.tail).render()
+    }
+
+    /// The last lines once the pump reached EOF, or after `grace`.
+    async fn after(&self, grace: Duration) -> String {
+        let _ = tokio::time::timeout(grace, self.done.cancelled()).await;
+        self.render()
+    }
+}
+
+/// Reads the first line of stdout (at most 64 KiB, as go-plugin), until `wait` passes or
+/// the plugin exits. A line written just before the exit still counts.
+async fn read_line(
+    stdout: &mut BufReader<Output>,
+    line: &mut Vec<u8>,
+    handle: &dyn PluginHandle,
+    wait: Duration,
+) -> LineOutcome {
+    let read = async {
+        let mut limited = stdout.take(64 * 1024);
+        limited.read_until(b'\n', line).await
+    };
+    tokio::select! {
+        biased;
+        res = tokio::time::timeout(wait, read) => match res {
+            Ok(Ok(0)) | Ok(Err(_)) => LineOutcome::Eof,
+            Ok(Ok(_)) => LineOutcome::Line,
+            Err(_) => LineOutcome::Timeout,
+        },
+        _ = handle.wait() => LineOutcome::Eof,
+    }
+}
+
+/// The error for a stdout that ended without a handshake line: the plugin exited (with
+/// its status) or it closed stdout and kept running.
+async fn no_handshake(
+    name: String,
+    handle: &dyn PluginHandle,
+    stderr: &PluginStderr,
+) -> ClientError {
+    let status = tokio::time::timeout(EXIT_STATUS_WAIT, handle.wait()).await;
+    // Let the stderr pump drain what the plugin said last (it ends at EOF).
+    let stderr = stderr.after(EXIT_STDERR_GRACE).await;
+    match status {
+        Ok(status) => ClientError::ExitedBeforeHandshake {
+            name,
+            status,
+            stderr,
+        },
+        Err(_) => ClientError::NoHandshake { name, stderr },
+    }
+}
+
+/// Sets `exited` when the plugin process ends.
+async fn mark_exited(handle: Arc<dyn PluginHandle>, exited: Arc<AtomicBool>, name: String) {
+    let status = handle.wait().await;
+    exited.store(true, Ordering::SeqCst);
+    tracing::debug!(plugin = %name, %status, "plugin exited");
+}
+
+/// When the process is gone, fails what is in flight at once instead of waiting for the
+/// transport to notice, and tells the calls how it ended.
+async fn record_exit(
+    handle: Arc<dyn PluginHandle>,
+    conn: Arc<Conn>,
+    name: String,
+    stderr: PluginStderr,
+) {
+    let status = handle.wait().await;
+    // Its last words: stderr reaches EOF as the process ends (unless something it started
+    // keeps the pipe open).
+    let stderr = stderr.after(EXIT_STDERR_GRACE).await;
+    conn.broker.exit_watch().record(PluginExit {
+        name,
+        status,
+        stderr,
+    });
+    conn.close();
+}
+
+/// How waiting for the handshake line ended.
+enum LineOutcome {
+    Line,
+    Eof,
+    Timeout,
+}
+
+/// Kills what was launched unless disarmed: every early return of a launch goes through it,
+/// and so does a launch future dropped mid-start.
+struct KillGuard(Option<Arc<dyn PluginHandle>>);
+
+impl KillGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = handle.kill().await;
+            });
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The [`Target::Reattach`](super::Target::Reattach) start: connect to a plugin that already
+//! runs (go-plugin's `ReattachConfig`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument as _;
+
+use super::{StartContext, Started};
+use crate::client::{ClientError, Multiplex, ReattachConfig};
+use crate::connection::{address_dialer, connect};
+use crate::handshake::Network;
+use crate::reattach_pid::{self, ProcessIdentity};
+
+/// How often a reattached plugin (not our child: no exit notice) is checked for being alive.
+const REATTACHED_EXIT_POLL: Duration = Duration::from_secs(1);
+
+/// Checks the process (when a pid is given) and connects: no handshake, classic broker.
+pub(super) async fn start(
+    re: &ReattachConfig,
+    ctx: StartContext<'_>,
+) -> Result<Started, ClientError> {
+    let StartContext {
+        name,
+        config,
+        exited,
+        ..
+    } = ctx;
+    if config.multiplex == Multiplex::Required {
+        return Err(ClientError::ReattachMultiplex);
+    }
+    let name = name.to_string();
+    let process = match re.pid {
+        Some(pid) => Some(reattach_process(re, pid).await?),
+        None => None,
+    };
+    let conn = tokio::time::timeout(
+        config.start_timeout,
+        connect(
+            address_dialer(re.network, re.address.clone()),
+            re.network,
+            re.address.clone(),
+            false,
+            None,
+        )
+        .instrument(tracing::info_span!(
+            "plugin_connect",
+            plugin = %name,
+            address = %re.address
+        )),
+    )
+    .await
+    .map_err(|_| ClientError::StartTimeout {
+        name: name.clone(),
+        waited: config.start_timeout,
+        step: "connecting to the reattached plugin",
+        stderr: String::new(),
+    })?
+    .map_err(|source| ClientError::Connect {
+        name: name.clone(),
+        network: re.network,
+        address: re.address.clone(),
+        source,
+    })?;
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(process) = process {
+        let exited = exited.clone();
+        tasks.spawn(async move {
+            while process.is_running() {
+                tokio::time::sleep(REATTACHED_EXIT_POLL).await;
+            }
+            exited.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    Ok(Started {
+        conn: Arc::new(conn),
+        version: re.protocol_version,
+        tasks,
+        reattached: process.filter(|_| !re.test),
+    })
+}
+
+/// The process a reattach config names, checked to be the plugin where that can be
+/// known: on a unix socket its listener must be the pid or a descendant of it (go-plugin
+/// records the pid of `sh -c` wrappers). Over TCP the pid is taken as given.
+async fn reattach_process(re: &ReattachConfig, pid: u32) -> Result<ProcessIdentity, ClientError> {
+    let process = ProcessIdentity::of(pid).ok_or(ClientError::ReattachNotFound { pid })?;
+    if re.network == Network::Unix
+        && let Ok(Some(listener)) = reattach_pid::unix_listener_pid(&re.address).await
+        && !reattach_pid::is_same_or_descendant(listener, pid)
+    {
+        return Err(ClientError::ReattachPidMismatch {
+            pid,
+            address: re.address.clone(),
+            listener,
+        });
+    }
+    Ok(process)
+}
