@@ -31,7 +31,7 @@ pub fn section(path: &Path) -> Result<Section, BoxError> {
         "\n## 8 Kubernetes on intercom-envtest\n\n\
          bench-kube: real etcd, kube-apiserver and kube-controller-manager with envtest's \
          process kubelet, examples/kv's plugin as the image, `ClientConfig`'s defaults \
-         (AutoMTLS, multiplexing when the plugin offers it). Each start is `Client::new` → `client()` → a first \
+         (AutoMTLS, multiplexing when the plugin offers it). Each start is `Client::new` → `connect()` → a first \
          `Put` and `Get`, split where a watch of bench-kube's own first sees the pod Ready: \
          before it is Kubernetes' share (scheduling, the kubelet, the readiness probe), after \
          it the SDK's. Medians of the sequential starts; then plugins started all at once. \

@@ -57,7 +57,7 @@ use proc_macro::TokenStream;
 ///         intercom::runtime::ProcessLauncher::new("./greeter-plugin"),
 ///     ),
 /// );
-/// let greeter: GreeterClient = client.client().await?.dispense("greeter")?;
+/// let greeter: GreeterClient = client.connect().await?.dispense("greeter")?;
 /// println!("{}", greeter.greet("world".into()).await?);
 /// client.kill().await;
 /// # Ok(()) }

@@ -56,8 +56,10 @@ pub mod transport;
 pub mod unix_socket;
 
 pub use broker::{BrokerError, BrokerListener, BrokerServer, GrpcBroker};
+#[allow(deprecated)]
+pub use client::ClientProtocol;
 pub use client::{
-    Client, ClientConfig, ClientError, ClientProtocol, Multiplex, ReattachConfig, Target,
+    Client, ClientConfig, ClientError, Connection, Multiplex, ReattachConfig, Target,
     cleanup_clients,
 };
 pub use handshake::{HandshakeConfig, HandshakeError};

@@ -7,14 +7,14 @@ use futures::StreamExt;
 use intercom::handshake::Network;
 use intercom::runtime::ProcessLauncher;
 use intercom::tls::{Identity, client_config, server_name};
-use intercom::{Client, ClientConfig, ClientProtocol, Multiplex};
+use intercom::{Client, ClientConfig, Connection, Multiplex};
 use intercom_tests::kv::kv_client::KvClient;
 use intercom_tests::kv::{GetRequest, PutRequest};
 use intercom_tests::{HANDSHAKE, host_plugins};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-async fn launch(dir: &std::path::Path, auto_mtls: bool) -> (Client, ClientProtocol, String) {
+async fn launch(dir: &std::path::Path, auto_mtls: bool) -> (Client, Connection, String) {
     let client = Client::new(
         ClientConfig::new(
             HANDSHAKE,
@@ -24,7 +24,7 @@ async fn launch(dir: &std::path::Path, auto_mtls: bool) -> (Client, ClientProtoc
         .multiplex(Multiplex::Required)
         .auto_mtls(auto_mtls),
     );
-    let protocol = client.client().await.expect("the plugin starts");
+    let protocol = client.connect().await.expect("the plugin starts");
     let (network, address) = protocol.address();
     assert_eq!(network, Network::Unix);
     let address = address.to_string();
@@ -33,7 +33,7 @@ async fn launch(dir: &std::path::Path, auto_mtls: bool) -> (Client, ClientProtoc
 
 /// One round of host traffic: a put, a get and a broker callback; returns how many of the
 /// three calls failed.
-async fn host_calls(protocol: &ClientProtocol, round: usize) -> usize {
+async fn host_calls(protocol: &Connection, round: usize) -> usize {
     let mut kv = protocol
         .dispense::<KvClient<intercom::tonic::transport::Channel>>("kv_grpc")
         .unwrap();

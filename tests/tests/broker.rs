@@ -20,7 +20,7 @@ async fn both_directions(multiplex: Multiplex, mtls: bool) {
         .multiplex(multiplex)
         .auto_mtls(mtls),
     );
-    let protocol = client.client().await.unwrap();
+    let protocol = client.connect().await.unwrap();
     assert_eq!(
         protocol.broker().is_multiplexed(),
         multiplex != Multiplex::Off

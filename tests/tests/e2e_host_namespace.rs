@@ -75,7 +75,7 @@ async fn e2e_a_host_pod_owns_plugins_only_in_its_own_namespace() {
             "no ownerReference to a host pod in another namespace: {owners:?}"
         );
         across
-            .client()
+            .connect()
             .await
             .unwrap()
             .ping()

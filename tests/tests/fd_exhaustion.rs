@@ -48,7 +48,7 @@ async fn a_plugin_out_of_fds_accepts_again_once_they_are_free() {
         .auto_mtls(false)
         .multiplex(Multiplex::Off),
     );
-    let protocol = first.client().await.unwrap();
+    let protocol = first.connect().await.unwrap();
     let mut kv: Kv = protocol.dispense("kv_grpc").unwrap();
     put(&mut kv, "before").await;
     let reattach = first.reattach_config().await.expect("reattachable");
@@ -81,7 +81,7 @@ async fn a_plugin_out_of_fds_accepts_again_once_they_are_free() {
     drop(strangers);
     // A new connection is accepted: the accept loop survived.
     let second = Client::new(ClientConfig::new(HANDSHAKE, host_plugins(), reattach));
-    let protocol2 = tokio::time::timeout(Duration::from_secs(20), second.client())
+    let protocol2 = tokio::time::timeout(Duration::from_secs(20), second.connect())
         .await
         .expect("a new host connection is accepted after EMFILE")
         .expect("reattach after EMFILE");

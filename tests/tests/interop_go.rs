@@ -229,7 +229,7 @@ async fn rust_host_loads_go_kv_plugin() {
     for (mux, mtls) in COMBOS {
         let dir = tempfile::tempdir().unwrap();
         let client = go_plugin_client("kv-plugin", dir.path(), mux, mtls);
-        let protocol = client.client().await.unwrap();
+        let protocol = client.connect().await.unwrap();
         protocol.ping().await.unwrap();
         let mut kv: kv::kv_client::KvClient<Channel> = protocol.dispense("kv_grpc").unwrap();
         kv.put(kv::PutRequest {
@@ -266,7 +266,7 @@ async fn rust_host_serves_callback_to_go_counter_plugin() {
     for (mux, mtls) in COMBOS {
         let dir = tempfile::tempdir().unwrap();
         let client = go_plugin_client("counter-plugin", dir.path(), mux, mtls);
-        let protocol = client.client().await.unwrap();
+        let protocol = client.connect().await.unwrap();
         let mut counter: counter::counter_client::CounterClient<Channel> =
             protocol.dispense("counter").unwrap();
         for _ in 0..2 {
@@ -290,7 +290,7 @@ async fn rust_host_dials_go_plugin_broker() {
     for (mux, mtls) in COMBOS {
         let dir = tempfile::tempdir().unwrap();
         let client = go_plugin_client("reverse-plugin", dir.path(), mux, mtls);
-        let protocol = client.client().await.unwrap();
+        let protocol = client.connect().await.unwrap();
         let mut spawner: reverse::spawner_client::SpawnerClient<Channel> =
             protocol.dispense("reverse").unwrap();
         let id = spawner
@@ -377,7 +377,7 @@ async fn a_rust_host_takes_a_reply_over_4_mib_from_a_go_plugin() {
             })
             .auto_mtls(mtls),
         );
-        let protocol = client.client().await.unwrap();
+        let protocol = client.connect().await.unwrap();
         let mut kv: kv::kv_client::KvClient<Channel> =
             protocol.dispense(kv::KV_PLUGIN_NAME).unwrap();
         let reply = kv

@@ -57,7 +57,7 @@ async fn rust_host_loads_python_plugin() {
     let dir = tempfile::tempdir().unwrap();
     // Multiplexing requested (the default); the plugin does not support it.
     let client = python_client(dir.path(), Multiplex::Auto);
-    let protocol = client.client().await.unwrap();
+    let protocol = client.connect().await.unwrap();
     assert!(!protocol.broker().is_multiplexed());
     protocol.ping().await.unwrap();
     let mut kv: kv::kv_client::KvClient<Channel> = protocol.dispense("kv_grpc").unwrap();

@@ -47,7 +47,7 @@ async fn cycle(program: &Path, work: &Path, sockets: &Path, by_drop: bool) {
             .unix_socket_dir(sockets)
             .current_dir(work),
     ));
-    let protocol = client.client().await.expect("start");
+    let protocol = client.connect().await.expect("start");
     let mut kv: kv::kv_client::KvClient<intercom::tonic::transport::Channel> =
         protocol.dispense("kv_grpc").expect("dispense");
     kv.put(kv::PutRequest {

@@ -39,7 +39,7 @@ async fn ping_dispense_call_and_graceful_kill() {
         host_plugins(),
         launcher("", dir.path()),
     ));
-    let protocol = client.client().await.unwrap();
+    let protocol = client.connect().await.unwrap();
     protocol.ping().await.unwrap();
     assert_eq!(client.negotiated_version().await, Some(1));
     assert!(
@@ -79,7 +79,7 @@ async fn ping_dispense_call_and_graceful_kill() {
     assert!(client.exited());
     client.kill().await; // twice is fine
     assert!(matches!(
-        client.client().await,
+        client.connect().await,
         Err(ClientError::Killed { .. })
     ));
 }
@@ -115,7 +115,7 @@ async fn dispense_of_unknown_name_errors() {
         host_plugins(),
         launcher("", dir.path()),
     ));
-    let protocol = client.client().await.unwrap();
+    let protocol = client.connect().await.unwrap();
     let err = protocol.dispense::<()>("nope").unwrap_err();
     assert!(
         matches!(&err, ClientError::UnknownPlugin { name, available } if name == "nope" && available.contains(&"kv_grpc".to_string())),
@@ -135,7 +135,7 @@ async fn crash_mid_call_errors_within_a_second() {
         launcher("", dir.path()),
     ));
     let mut kv: kv::kv_client::KvClient<intercom::tonic::transport::Channel> =
-        client.client().await.unwrap().dispense("kv_grpc").unwrap();
+        client.connect().await.unwrap().dispense("kv_grpc").unwrap();
     let started = Instant::now();
     let res = tokio::time::timeout(
         Duration::from_secs(5),
@@ -213,7 +213,7 @@ async fn reattach_to_a_running_plugin() {
     let pid = re.pid.expect("pid");
 
     let second = Client::new(ClientConfig::new(HANDSHAKE, host_plugins(), re.clone()));
-    let protocol = second.client().await.unwrap();
+    let protocol = second.connect().await.unwrap();
     protocol.ping().await.unwrap();
     let mut kv: kv::kv_client::KvClient<intercom::tonic::transport::Channel> =
         protocol.dispense("kv_grpc").unwrap();
@@ -287,6 +287,26 @@ fn client_futures_are_send() {
             .sync_stderr(tokio::io::sink()),
     );
     send(client.start());
-    send(client.client());
+    send(client.connect());
     send(client.kill());
+}
+
+/// The deprecated `Client::client()` is `connect()`: the same started plugin, the same
+/// connection, no second launch.
+#[tokio::test]
+#[allow(deprecated)]
+async fn the_deprecated_client_alias_returns_the_connection_connect_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::new(ClientConfig::new(
+        HANDSHAKE,
+        host_plugins(),
+        launcher("", dir.path()),
+    ));
+    let connection = client.connect().await.unwrap();
+    let pid = client.id();
+    let old: intercom::ClientProtocol = client.client().await.unwrap();
+    assert_eq!(old.address(), connection.address());
+    assert_eq!(client.id(), pid);
+    old.ping().await.unwrap();
+    client.kill().await;
 }

@@ -63,7 +63,7 @@ async fn macro_host_serves_callbacks_to_the_go_counter_plugin() {
             .auto_mtls(mtls),
         );
         let run = async {
-            let counter: CounterClient = client.client().await?.dispense("counter")?;
+            let counter: CounterClient = client.connect().await?.dispense("counter")?;
             let adder = Arc::new(Adder::default());
             for value in [5, 7] {
                 counter.put(adder.clone(), "x".into(), value).await?;

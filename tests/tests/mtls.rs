@@ -19,7 +19,7 @@ async fn a_connection_without_the_right_certificate_is_refused() {
         // Classic, so the plugin's listener keeps accepting connections to try.
         .multiplex(Multiplex::Off),
     );
-    let protocol = client.client().await.unwrap();
+    let protocol = client.connect().await.unwrap();
     protocol.ping().await.unwrap();
     let (network, address) = protocol.address();
     assert_eq!(network, Network::Unix);

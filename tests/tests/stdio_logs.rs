@@ -161,7 +161,7 @@ async fn stdio_and_logs_arrive_in_order() {
         .stderr(raw.clone()),
     );
     let mut kv: kv::kv_client::KvClient<Channel> =
-        client.client().await.unwrap().dispense("kv_grpc").unwrap();
+        client.connect().await.unwrap().dispense("kv_grpc").unwrap();
     kv.put(kv::PutRequest {
         key: "stdio".into(),
         value: b"v".to_vec(),
@@ -247,7 +247,7 @@ async fn start_connect_and_kill_run_in_spans_named_after_the_plugin() {
         ]
     );
     // A started client hands out its connection without starting again.
-    client.client().await.unwrap();
+    client.connect().await.unwrap();
     assert_eq!(spans().len(), 2);
     client.kill().await;
     assert_eq!(spans().last(), Some(&("plugin_kill".to_string(), None)));

@@ -136,7 +136,8 @@ async fn run(o: Options) -> Result<serde_json::Value, BoxError> {
                 let result = async {
                     let mut kvs = Vec::with_capacity(clients.len());
                     for client in &clients {
-                        let kv: KvClient<Channel> = client.client().await?.dispense(PLUGIN_NAME)?;
+                        let kv: KvClient<Channel> =
+                            client.connect().await?.dispense(PLUGIN_NAME)?;
                         kvs.push(kv);
                     }
                     get_loop(kvs, &o).await
@@ -267,7 +268,7 @@ async fn launch_loop(o: &Options) -> Result<serde_json::Value, BoxError> {
         let t0 = Instant::now();
         let client = new_client(o)?;
         let called = async {
-            let mut kv: KvClient<Channel> = client.client().await?.dispense(PLUGIN_NAME)?;
+            let mut kv: KvClient<Channel> = client.connect().await?.dispense(PLUGIN_NAME)?;
             kv.get(proto::GetRequest {
                 key: "small".into(),
             })
@@ -306,7 +307,7 @@ async fn idle_clients(o: &Options) -> Result<serde_json::Value, BoxError> {
     let mut held = Vec::with_capacity(o.clients);
     for _ in 0..o.clients {
         let client = new_client(o)?;
-        let mut kv: KvClient<Channel> = client.client().await?.dispense(PLUGIN_NAME)?;
+        let mut kv: KvClient<Channel> = client.connect().await?.dispense(PLUGIN_NAME)?;
         kv.get(proto::GetRequest {
             key: "small".into(),
         })
@@ -353,7 +354,7 @@ async fn counter_loop(o: &Options) -> Result<serde_json::Value, BoxError> {
         PluginSet::new().with(bidirectional::PLUGIN_NAME, CounterPlugin::client()),
     )?;
     let result = async {
-        let protocol = client.client().await?;
+        let protocol = client.connect().await?;
         let mut counter: CounterClient<Channel> = protocol.dispense(bidirectional::PLUGIN_NAME)?;
         let mut samples = Vec::with_capacity(o.calls);
         for i in 0..o.warmup + o.calls {
@@ -413,7 +414,7 @@ async fn stream_bench(o: &Options) -> Result<serde_json::Value, BoxError> {
         PluginSet::new().with(CHUNKS_PLUGIN, ChunksPlugin::client()),
     )?;
     let result = async {
-        let chunks: ChunksClient = client.client().await?.dispense(CHUNKS_PLUGIN)?;
+        let chunks: ChunksClient = client.connect().await?.dispense(CHUNKS_PLUGIN)?;
         timed_streams(o, || async {
             let mut stream = chunks.chunks(o.count, o.size).await?;
             let mut bytes = 0;

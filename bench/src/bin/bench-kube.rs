@@ -177,7 +177,7 @@ async fn start_and_call(
     );
     let result = async {
         let mut kv: KvClient<intercom::tonic::transport::Channel> =
-            client.client().await?.dispense(PLUGIN_NAME)?;
+            client.connect().await?.dispense(PLUGIN_NAME)?;
         let put = proto::PutRequest {
             key: "k".into(),
             value: b"v".to_vec(),

@@ -83,7 +83,7 @@ impl<T: Greeter> GrpcPlugin for GreeterPlugin<T> {
         Ok(())
     }
 
-    /// Host side: `ClientProtocol::dispense` calls this to wrap the shared connection,
+    /// Host side: `Connection::dispense` calls this to wrap the shared connection,
     /// which is already handshaken and secured with AutoMTLS. It returns a boxed
     /// [`GreeterClient`], and `dispense::<GreeterClient>` downcasts it back.
     fn client(

@@ -158,7 +158,7 @@ async fn host(name: Option<OsString>) -> Result<(), Box<dyn Error>> {
 /// Starts the plugin, checks that it is healthy, and makes one `Greet` call.
 async fn greet(client: &Client, name: String) -> Result<String, Box<dyn Error>> {
     // Launch, read the handshake line, and connect.
-    let protocol = client.client().await?;
+    let protocol = client.connect().await?;
     // gRPC health check of the plugin's `plugin` service.
     protocol.ping().await?;
     // Purely local: `GreeterPlugin::client` wraps the connection in a `GreeterClient`.

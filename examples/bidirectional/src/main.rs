@@ -61,7 +61,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .name("counter"),
     );
     let result = async {
-        let protocol = client.client().await?;
+        let protocol = client.connect().await?;
         let mut counter: CounterClient<Channel> = protocol.dispense(PLUGIN_NAME)?;
         match args
             .iter()

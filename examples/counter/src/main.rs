@@ -245,7 +245,7 @@ const KUBERNETES_OFF: &str = "this build has no Kubernetes runtime; run `cargo r
 
 /// Puts and reads back through the generated client.
 async fn count(client: &Client, key: &str, first: i64, puts: u32) -> Result<(), Box<dyn Error>> {
-    let counter: CounterClient = client.client().await?.dispense(PLUGIN_NAME)?;
+    let counter: CounterClient = client.connect().await?.dispense(PLUGIN_NAME)?;
     let adder: Arc<dyn AddHelper> = Arc::new(HostAdder);
     for i in 0..i64::from(puts) {
         counter

@@ -180,7 +180,7 @@ async fn kubernetes_host(_name: Option<String>) -> Result<(), Box<dyn Error>> {
 
 /// Launches the plugin and calls it through the generated client.
 async fn greet(client: &Client, name: String) -> Result<String, Box<dyn Error>> {
-    let greeter: GreeterClient = client.client().await?.dispense(PLUGIN_NAME)?;
+    let greeter: GreeterClient = client.connect().await?.dispense(PLUGIN_NAME)?;
     // A plain method call on something that implements `Greeter`.
     let message = greeter
         .greet(name)

@@ -32,7 +32,7 @@ async fn measure(label: &str, multiplex: Multiplex, mtls: bool) -> Duration {
         .auto_mtls(mtls),
     );
     let mut kv: KvClient<Channel> = client
-        .client()
+        .connect()
         .await
         .expect("start")
         .dispense(PLUGIN_NAME)

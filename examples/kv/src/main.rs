@@ -49,7 +49,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
     let result = async {
         let mut kv: KvClient<intercom::tonic::transport::Channel> =
-            client.client().await?.dispense(PLUGIN_NAME)?;
+            client.connect().await?.dispense(PLUGIN_NAME)?;
         match args
             .iter()
             .map(String::as_str)

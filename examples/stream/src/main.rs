@@ -211,7 +211,7 @@ async fn stream(
     chunk_size: u32,
     max_chunks: Option<usize>,
 ) -> Result<(), Box<dyn Error>> {
-    let files: FilesClient = client.client().await?.dispense(PLUGIN_NAME)?;
+    let files: FilesClient = client.connect().await?.dispense(PLUGIN_NAME)?;
     let mut chunks = files.read(path, chunk_size).await?;
     let mut received = Vec::new();
     let mut total = 0usize;

@@ -90,7 +90,7 @@ pub struct ClientConfig {
     pub auto_mtls: bool,
     /// Broker transport (default [`Multiplex::Auto`]).
     pub multiplex: Multiplex,
-    /// Register for [`cleanup_clients`].
+    /// Register for [`cleanup_clients`](crate::cleanup_clients).
     pub managed: bool,
     /// TCP port range for a plugin that listens on TCP (default 10000–25000).
     pub port_range: (u16, u16),
@@ -118,7 +118,7 @@ impl fmt::Debug for ClientConfig {
 }
 
 impl ClientConfig {
-    /// A config that starts `target` (a [`Launcher`] such as
+    /// A config that starts `target` (a [`Launcher`](crate::runtime::Launcher) such as
     /// [`ProcessLauncher`](crate::runtime::ProcessLauncher), a [`ReattachConfig`], or a
     /// `KubernetesConfig`), with go-plugin's defaults: AutoMTLS on and multiplexing
     /// negotiated.
@@ -169,7 +169,7 @@ impl ClientConfig {
         self
     }
 
-    /// Registers the client for [`cleanup_clients`].
+    /// Registers the client for [`cleanup_clients`](crate::cleanup_clients).
     #[must_use]
     pub fn managed(mut self, managed: bool) -> Self {
         self.managed = managed;

@@ -1,6 +1,6 @@
 //! Host side: [`Client`] starts a plugin (its [`Target`]: launched, reattached or on
 //! Kubernetes), connects, and hands out typed clients through
-//! [`ClientProtocol::dispense`].
+//! [`Connection::dispense`].
 
 use std::fmt;
 use std::sync::atomic::AtomicBool;
@@ -15,15 +15,17 @@ use crate::runtime::PluginHandle;
 use crate::sync::lock;
 
 mod config;
+mod connection;
 mod error;
-mod protocol;
 mod start;
 
 pub use config::{
     ClientConfig, DEFAULT_KILL_TIMEOUT, DEFAULT_START_TIMEOUT, Multiplex, ReattachConfig,
 };
+#[allow(deprecated)]
+pub use connection::ClientProtocol;
+pub use connection::Connection;
 pub use error::ClientError;
-pub use protocol::ClientProtocol;
 pub use start::Target;
 use start::{StartContext, Started};
 
@@ -44,7 +46,7 @@ const PUMP_FLUSH_GRACE: Duration = Duration::from_millis(200);
 /// let client = Client::new(
 ///     ClientConfig::new(HANDSHAKE, plugins, ProcessLauncher::new("./kv-plugin")),
 /// );
-/// let protocol = client.client().await?;
+/// let protocol = client.connect().await?;
 /// protocol.ping().await?;
 /// // let kv: KvClient<Channel> = protocol.dispense("kv_grpc")?;
 /// client.kill().await;
@@ -81,14 +83,14 @@ enum State {
 }
 
 struct Running {
-    protocol: ClientProtocol,
+    protocol: Connection,
     tasks: tokio::task::JoinSet<()>,
     version: u32,
 }
 
 impl Client {
     /// A client for `config`; nothing starts until [`start`](Self::start) or
-    /// [`client`](Self::client).
+    /// [`connect`](Self::connect).
     pub fn new(config: ClientConfig) -> Self {
         let name = config
             .name
@@ -123,14 +125,25 @@ impl Client {
     /// # Errors
     /// Every [`ClientError`] start can produce; on error the plugin has been killed.
     pub async fn start(&self) -> Result<(), ClientError> {
-        self.client().await.map(drop)
+        self.connect().await.map(drop)
     }
 
-    /// The connection to the plugin, starting it first if needed.
+    /// The connection to the plugin, starting it first if needed (go-plugin's
+    /// `Client.Client()`).
     ///
     /// # Errors
     /// As [`start`](Self::start).
-    pub async fn client(&self) -> Result<ClientProtocol, ClientError> {
+    #[deprecated(since = "0.1.0", note = "renamed to `connect`")]
+    pub async fn client(&self) -> Result<Connection, ClientError> {
+        self.connect().await
+    }
+
+    /// The connection to the plugin, starting it first if needed (go-plugin's
+    /// `Client.Client()`). Every call after the first returns the same connection.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub async fn connect(&self) -> Result<Connection, ClientError> {
         let mut state = self.inner.state.lock().await;
         match &*state {
             State::Running(r) => return Ok(r.protocol.clone()),
@@ -166,7 +179,7 @@ impl Client {
             reattached,
         } = target.start(ctx).await?;
         let plugins = config.versions().get(&version).cloned().unwrap_or_default();
-        let protocol = ClientProtocol::new(
+        let protocol = Connection::new(
             self.inner.name.clone(),
             conn,
             plugins,

@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let client =
         Client::new(ClientConfig::new(HANDSHAKE, host_plugins(), launcher).multiplex(multiplex));
-    let protocol = client.client().await?;
+    let protocol = client.connect().await?;
     protocol.ping().await?;
     println!("{}", client.id().ok_or("a started plugin has a pid")?);
     std::future::pending::<()>().await;
@@ -72,7 +72,7 @@ async fn kubernetes_host(kubeconfig: std::ffi::OsString) -> Result<(), Box<dyn s
             .connect(ConnectMode::PortForward)
             .host_lease(lease),
     ));
-    client.client().await?.ping().await?;
+    client.connect().await?.ping().await?;
     println!("{name}");
     std::future::pending::<()>().await;
     Ok(())
@@ -153,7 +153,7 @@ async fn call_with_callbacks(
     namespace: &str,
     name: &str,
 ) -> Result<String, BoxError> {
-    let protocol = client.client().await?;
+    let protocol = client.connect().await?;
     let mut counter: counter::counter_client::CounterClient<intercom::tonic::transport::Channel> =
         protocol.dispense("counter")?;
     for value in [2, 3] {

@@ -59,7 +59,7 @@ pub fn plugin_client(kube: KubernetesConfig) -> Client {
 /// When the plugin does not start or has no `kv_grpc`.
 pub async fn kv_client(client: &Client) -> kv::kv_client::KvClient<Channel> {
     client
-        .client()
+        .connect()
         .await
         .expect("the plugin starts")
         .dispense("kv_grpc")

@@ -42,7 +42,7 @@ async fn e2e_service_dns_goes_through_the_service_with_mtls() {
             PluginWorkload::new(PLUGIN_IMAGE).replicas(2),
             ConnectMode::ServiceDns,
         ));
-        let protocol = client.client().await.unwrap();
+        let protocol = client.connect().await.unwrap();
         let mut kv = kv_client(&client).await;
         let ips: BTreeSet<String> = plugin_pods(&kube, &ns, "dns")
             .await

@@ -44,7 +44,7 @@ async fn e2e_start_call_and_kill_leave_nothing_behind() {
             });
             let started = Instant::now();
             let client = plugin_client(config(&kube, &ns, name, PluginWorkload::new(PLUGIN_IMAGE), mode));
-            let protocol = client.client().await.unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+            let protocol = client.connect().await.unwrap_or_else(|e| panic!("{mode:?}: {e}"));
             let ready = started.elapsed();
             protocol.ping().await.unwrap();
             let mut kv = kv_client(&client).await;
@@ -100,7 +100,7 @@ async fn e2e_callbacks_cross_the_pod_boundary_both_ways() {
             PluginWorkload::new(PLUGIN_IMAGE),
             ConnectMode::PortForward,
         ));
-        let protocol = client.client().await.unwrap();
+        let protocol = client.connect().await.unwrap();
         assert!(protocol.broker().is_multiplexed());
         // Host serves AddHelper; the pod dials it through the broker on the one connection.
         let mut counter: counter::counter_client::CounterClient<Channel> =

@@ -103,7 +103,7 @@ async fn e2e_deleting_a_pod_mid_stream_fails_the_stream_and_the_next_call_succee
             .start_timeout(Duration::from_secs(90)),
         );
         let echo: EchoClient = client
-            .client()
+            .connect()
             .await
             .unwrap()
             .dispense(PLUGIN_NAME)

@@ -23,7 +23,7 @@ pub async fn launch() -> (Client, EchoClient) {
         ProcessLauncher::new(env!("CARGO_BIN_EXE_macro-plugin")),
     ));
     let echo = client
-        .client()
+        .connect()
         .await
         .expect("the macro plugin starts")
         .dispense::<EchoClient>(PLUGIN_NAME)

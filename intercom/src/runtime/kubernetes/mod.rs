@@ -37,7 +37,7 @@
 //!         KubernetesConfig::new(kube, "plugins").objects(deployment, service),
 //!     ),
 //! );
-//! let protocol = client.client().await?; // created, ready, handshaken, connected
+//! let protocol = client.connect().await?; // created, ready, handshaken, connected
 //! client.kill().await;                   // Deployment + Service deleted, graceful shutdown, pods gone
 //! # Ok(()) }
 //! ```

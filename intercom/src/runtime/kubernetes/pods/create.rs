@@ -52,7 +52,7 @@ pub(crate) async fn launch(
             source,
         })?;
     let deployment_name = created.metadata.name.clone().unwrap_or_default();
-    // Until the plugin handle owns it: a start cancelled from here on (the `client()`
+    // Until the plugin handle owns it: a start cancelled from here on (the `connect()`
     // future dropped) deletes the Deployment, and the garbage collector the rest.
     let cleanup = DeleteOnDrop::new(&deployments, &deployment_name);
     tracing::debug!(plugin = %ctx.name, deployment = %deployment_name, "plugin Deployment created");

@@ -1,4 +1,4 @@
-//! [`ClientProtocol`]: the live connection to a started plugin.
+//! [`Connection`]: the live connection to a started plugin.
 
 use std::any::Any;
 use std::fmt;
@@ -16,15 +16,15 @@ use crate::plugin::PluginSet;
 /// The live connection to a plugin (go-plugin's `ClientProtocol`): dispense typed
 /// clients, ping, reach the broker. Cheap to clone.
 #[derive(Clone)]
-pub struct ClientProtocol {
+pub struct Connection {
     name: Arc<str>,
     pub(super) conn: Arc<Conn>,
     plugins: PluginSet,
 }
 
-impl fmt::Debug for ClientProtocol {
+impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientProtocol")
+        f.debug_struct("Connection")
             .field("name", &self.name)
             .field("plugins", &self.plugins)
             .field("broker", &self.conn.broker)
@@ -32,7 +32,7 @@ impl fmt::Debug for ClientProtocol {
     }
 }
 
-impl ClientProtocol {
+impl Connection {
     /// The connection a target started, with its broker session and (for a single
     /// plugin process) its GRPCStdio pump running in `tasks`.
     pub(super) fn new(
@@ -166,3 +166,7 @@ impl ClientProtocol {
         }
     }
 }
+
+/// The old name of [`Connection`] (go-plugin's `ClientProtocol`).
+#[deprecated(since = "0.1.0", note = "renamed to `Connection`")]
+pub type ClientProtocol = Connection;
