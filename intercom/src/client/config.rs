@@ -211,9 +211,30 @@ impl ClientConfig {
         self
     }
 
+    /// What a launch offers the plugin: `ports` is the TCP port range (process runtime
+    /// only), `multiplex` whether to ask for the broker on the one connection.
+    pub(crate) fn offer(
+        &self,
+        ports: Option<(u16, u16)>,
+        multiplex: bool,
+    ) -> Result<Offer, crate::tls::TlsError> {
+        let host_versions: Vec<u32> = self.versions().keys().copied().collect();
+        let identity = if self.auto_mtls {
+            Some(crate::tls::Identity::generate()?)
+        } else {
+            None
+        };
+        let env = self.plugin_env(&host_versions, ports, multiplex, identity.as_ref());
+        Ok(Offer {
+            host_versions,
+            identity,
+            env,
+        })
+    }
+
     /// The environment the host gives the plugin (go-plugin's order): cookie, port range
     /// (process runtime), offered versions, multiplexing request, AutoMTLS certificate.
-    pub(crate) fn plugin_env(
+    fn plugin_env(
         &self,
         host_versions: &[u32],
         ports: Option<(u16, u16)>,
@@ -249,4 +270,15 @@ impl ClientConfig {
         }
         all
     }
+}
+
+/// What a launching host offers a plugin: its app protocol versions, a fresh AutoMTLS
+/// identity (when on), and the environment that carries both.
+pub(crate) struct Offer {
+    /// The app protocol versions the host can dispense, ascending.
+    pub(crate) host_versions: Vec<u32>,
+    /// The host's certificate and key for this launch.
+    pub(crate) identity: Option<crate::tls::Identity>,
+    /// The plugin's environment additions.
+    pub(crate) env: Vec<(String, String)>,
 }

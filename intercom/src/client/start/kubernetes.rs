@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::{StartContext, Started, Target};
 use crate::client::ClientError;
+use crate::client::config::Offer;
 use crate::runtime::PluginHandle;
 use crate::runtime::kubernetes::{self as k8s, KubeError, KubernetesConfig};
 use crate::sync::lock;
@@ -29,15 +30,12 @@ pub(super) async fn start(
         exited,
     } = ctx;
     let name = name.to_string();
-    let versions = config.versions();
-    let host_versions: Vec<u32> = versions.keys().copied().collect();
-    let identity = if config.auto_mtls {
-        Some(crate::tls::Identity::generate()?)
-    } else {
-        None
-    };
     // Only one port of the pod is reachable: the broker must ride it.
-    let env = config.plugin_env(&host_versions, None, true, identity.as_ref());
+    let Offer {
+        host_versions,
+        identity,
+        env,
+    } = config.offer(None, true)?;
     let started = Instant::now();
     let ctx = k8s::pods_context(
         name.clone(),

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::{StartContext, Started};
+use crate::client::config::Offer;
 use crate::client::{ClientError, Multiplex};
 use crate::connection::{Conn, address_dialer, connect, pump_stderr};
 use crate::handshake::Handshake;
@@ -61,19 +62,11 @@ async fn launch(launcher: &dyn Launcher, ctx: StartContext<'_>) -> Result<Starte
         exited,
     } = ctx;
     let name = name.to_string();
-    let versions = config.versions();
-    let host_versions: Vec<u32> = versions.keys().copied().collect();
-    let identity = if config.auto_mtls {
-        Some(crate::tls::Identity::generate()?)
-    } else {
-        None
-    };
-    let env = config.plugin_env(
-        &host_versions,
-        Some(config.port_range),
-        config.multiplex != Multiplex::Off,
-        identity.as_ref(),
-    );
+    let Offer {
+        host_versions,
+        identity,
+        env,
+    } = config.offer(Some(config.port_range), config.multiplex != Multiplex::Off)?;
     let started = Instant::now();
     let deadline = started + config.start_timeout;
     let remaining = || deadline.saturating_duration_since(Instant::now());
