@@ -14,6 +14,7 @@ use crate::client::config::Offer;
 use crate::client::{ClientError, Multiplex};
 use crate::connection::{Conn, address_dialer, connect, pump_stderr};
 use crate::handshake::Handshake;
+use crate::handshake::find::{HandshakeFinder, Line as FoundLine, MAX_HANDSHAKE_LINE, Preamble};
 use crate::plugin_exit::PluginExit;
 use crate::runtime::{Launcher, Output, PluginHandle};
 use crate::stderr_tail::StderrTail;
@@ -103,13 +104,25 @@ async fn launch(launcher: &dyn Launcher, ctx: StartContext<'_>) -> Result<Starte
     let mut stdout = BufReader::new(launched.stdout);
     // Bytes, not a String: a non-UTF-8 line is a bad handshake, not a closed stdout.
     let mut line = Vec::new();
-    match read_line(&mut stdout, &mut line, handle.as_ref(), remaining()).await {
-        LineOutcome::Line => {}
-        LineOutcome::Timeout => {
-            let step = "waiting for the handshake line on stdout";
-            return Err(timeout_err(step, stderr.render()));
+    // go-plugin's contract: the first line of stdout is the handshake.
+    let mut finder = HandshakeFinder::new(Preamble::Nothing);
+    loop {
+        line.clear();
+        match read_line(&mut stdout, &mut line, handle.as_ref(), remaining()).await {
+            LineOutcome::Line => {}
+            LineOutcome::Timeout => {
+                let step = "waiting for the handshake line on stdout";
+                return Err(timeout_err(step, stderr.render()));
+            }
+            LineOutcome::Eof => return Err(no_handshake(name, handle.as_ref(), &stderr).await),
         }
-        LineOutcome::Eof => return Err(no_handshake(name, handle.as_ref(), &stderr).await),
+        match finder.push(&line) {
+            FoundLine::Handshake => break,
+            FoundLine::Log => {}
+            FoundLine::Exhausted => {
+                return Err(no_handshake(name, handle.as_ref(), &stderr).await);
+            }
+        }
     }
     // Later stdout lines are drained and discarded, as go-plugin does.
     tasks.spawn(async move {
@@ -198,8 +211,8 @@ impl PluginStderr {
     }
 }
 
-/// Reads the first line of stdout (at most 64 KiB, as go-plugin), until `wait` passes or
-/// the plugin exits. A line written just before the exit still counts.
+/// Reads the next line of stdout (at most [`MAX_HANDSHAKE_LINE`] bytes, as go-plugin),
+/// until `wait` passes or the plugin exits. A line written just before the exit still counts.
 async fn read_line(
     stdout: &mut BufReader<Output>,
     line: &mut Vec<u8>,
@@ -207,7 +220,7 @@ async fn read_line(
     wait: Duration,
 ) -> LineOutcome {
     let read = async {
-        let mut limited = stdout.take(64 * 1024);
+        let mut limited = stdout.take(MAX_HANDSHAKE_LINE as u64);
         limited.read_until(b'\n', line).await
     };
     tokio::select! {

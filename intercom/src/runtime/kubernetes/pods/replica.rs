@@ -4,6 +4,7 @@
 use tracing::Instrument as _;
 
 use super::*;
+use crate::handshake::find;
 
 /// Fails the start early when a running, not-ready container prints an invalid
 /// handshake (a plugin built against another protocol version), or none within the
@@ -11,7 +12,7 @@ use super::*;
 pub(super) async fn check_first_line(shared: Arc<Shared>, pod: String) {
     let params = LogParams {
         container: Some(shared.container.clone()),
-        limit_bytes: Some(handshake_scan::MAX_BYTES_BEFORE_HANDSHAKE as i64),
+        limit_bytes: Some(find::MAX_BYTES_BEFORE_HANDSHAKE as i64),
         ..LogParams::default()
     };
     let started = tokio::time::Instant::now();
@@ -27,7 +28,7 @@ pub(super) async fn check_first_line(shared: Arc<Shared>, pod: String) {
         if let Ok(Ok(text)) =
             tokio::time::timeout(LOG_READ_TIMEOUT, shared.plugin.pods.logs(&pod, &params)).await
         {
-            if let Some(line) = handshake_scan::handshake_in(&text) {
+            if let Some(line) = find::handshake_in(&text) {
                 if let Err(source) =
                     Handshake::parse(line).and_then(|h| h.validate(&shared.host_versions, true))
                 {
