@@ -238,6 +238,27 @@ async fn reattach_to_a_running_plugin() {
     let _ = ReattachConfig::new(1, intercom::handshake::Network::Unix, "/x");
 }
 
+/// go-plugin's `ReattachConfig.Test`: a host in test mode disconnects from the plugin it
+/// reattached to and never stops it; the host that launched it still can.
+#[tokio::test]
+async fn a_reattached_client_in_test_mode_only_disconnects() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = reattachable_plugin(dir.path()).await;
+    let mut re = first.reattach_config().await.expect("reattachable");
+    let pid = re.pid.expect("pid");
+    re.test = true;
+    let second = Client::new(ClientConfig::new(HANDSHAKE, host_plugins(), re));
+    second.connect().await.unwrap().ping().await.unwrap();
+    second.kill().await;
+    assert!(
+        !wait_gone(pid, Duration::from_millis(500)).await,
+        "a test-mode reattach left the plugin running"
+    );
+    first.connect().await.unwrap().ping().await.unwrap();
+    first.kill().await;
+    assert!(wait_gone(pid, Duration::from_secs(3)).await);
+}
+
 #[tokio::test]
 async fn cleanup_clients_kills_managed_clients() {
     let dir = tempfile::tempdir().unwrap();

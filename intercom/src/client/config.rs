@@ -47,7 +47,8 @@ pub struct ReattachConfig {
     pub address: String,
     /// Its pid, when local: checked at attach, polled for exit, killed by `kill`.
     pub pid: Option<u32>,
-    /// Test mode: `kill` never kills the process.
+    /// Test mode (go-plugin's `Test`): `kill` only disconnects. The plugin is neither
+    /// asked to shut down nor killed; it is responsible for exiting on its own.
     pub test: bool,
 }
 

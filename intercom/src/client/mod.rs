@@ -5,12 +5,11 @@
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Mutex as AsyncMutex;
 use tracing::Instrument as _;
 
-use crate::reattach_pid::ProcessIdentity;
 use crate::runtime::PluginHandle;
 use crate::sync::lock;
 
@@ -27,10 +26,7 @@ pub use connection::ClientProtocol;
 pub use connection::Connection;
 pub use error::ClientError;
 pub use start::Target;
-use start::{StartContext, Started};
-
-/// How often `kill` checks whether a reattached plugin has exited, up to `kill_timeout`.
-const REATTACHED_KILL_POLL: Duration = Duration::from_millis(20);
+use start::{StartContext, Started, Stop};
 
 /// How long `kill` lets the stdio and stderr pumps flush what the plugin said last.
 const PUMP_FLUSH_GRACE: Duration = Duration::from_millis(200);
@@ -72,8 +68,6 @@ struct ClientInner {
     state: AsyncMutex<State>,
     handle: Mutex<Option<Arc<dyn PluginHandle>>>,
     exited: Arc<AtomicBool>,
-    /// The process a reattached client manages (`None`: not reattached, or in test mode).
-    reattached: Mutex<Option<ProcessIdentity>>,
 }
 
 enum State {
@@ -86,6 +80,7 @@ struct Running {
     protocol: Connection,
     tasks: tokio::task::JoinSet<()>,
     version: u32,
+    stop: Box<dyn Stop>,
 }
 
 impl Client {
@@ -104,7 +99,6 @@ impl Client {
             state: AsyncMutex::new(State::New),
             handle: Mutex::new(None),
             exited: Arc::new(AtomicBool::new(false)),
-            reattached: Mutex::new(None),
         });
         if managed {
             lock(&MANAGED).push(Arc::downgrade(&inner));
@@ -176,7 +170,7 @@ impl Client {
             conn,
             version,
             mut tasks,
-            reattached,
+            stop,
         } = target.start(ctx).await?;
         let plugins = config.versions().get(&version).cloned().unwrap_or_default();
         let protocol = Connection::new(
@@ -187,11 +181,11 @@ impl Client {
             config.sync_stdout.take(),
             config.sync_stderr.take(),
         );
-        *lock(&self.inner.reattached) = reattached;
         Ok(Running {
             protocol,
             tasks,
             version,
+            stop,
         })
     }
 
@@ -203,64 +197,38 @@ impl Client {
         self.stop().instrument(span).await;
     }
 
-    /// [`kill`](Self::kill)'s work, in its span.
+    /// [`kill`](Self::kill)'s work, in its span: the target's own [`Stop`], then what
+    /// is the same for every target.
     async fn stop(&self) {
         let mut state = self.inner.state.lock().await;
         let previous = std::mem::replace(&mut *state, State::Killed);
         let kill_timeout = self.inner.config.lock().await.kill_timeout;
         let handle = lock(&self.inner.handle).take();
-        if let State::Running(mut running) = previous {
-            if let Some(handle) = handle.as_ref().filter(|h| !h.graceful_by_client()) {
-                // The runtime shuts down its own way (e.g. every replica, then delete).
-                if let Err(err) = handle.kill().await {
-                    tracing::warn!(plugin = %self.inner.name, error = &err as &dyn std::error::Error, "failed to stop plugin");
-                }
-                running.protocol.close();
-                self.inner
-                    .exited
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                running.tasks.abort_all();
-                return;
+        let State::Running(mut running) = previous else {
+            // Never started, or a start that failed: stop whatever it left running.
+            if let Some(handle) = handle {
+                let _ = handle.kill().await;
             }
-            running.protocol.conn.broker.close();
-            let graceful = running.protocol.shutdown(kill_timeout).await;
-            running.protocol.close();
-            if let Some(handle) = &handle {
-                let exited = graceful
-                    && tokio::time::timeout(kill_timeout, handle.wait())
-                        .await
-                        .is_ok();
-                if !exited {
-                    tracing::warn!(plugin = %self.inner.name, "plugin failed to exit gracefully; killing it");
-                }
-                if let Err(err) = handle.kill().await {
-                    tracing::warn!(plugin = %self.inner.name, error = &err as &dyn std::error::Error, "failed to kill plugin");
-                }
-                self.inner
-                    .exited
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
-            } else {
-                let reattached = *lock(&self.inner.reattached);
-                if let Some(process) = reattached {
-                    let deadline = Instant::now() + kill_timeout;
-                    while process.is_running() && Instant::now() < deadline {
-                        tokio::time::sleep(REATTACHED_KILL_POLL).await;
-                    }
-                    // Only the very process attached to: never a pid reused since.
-                    if let Err(err) = process.kill_if_running() {
-                        tracing::warn!(plugin = %self.inner.name, pid = process.pid(), error = &err as &dyn std::error::Error, "failed to kill the reattached plugin");
-                    }
-                }
-            }
+            return;
+        };
+        let stopped = running
+            .stop
+            .stop(&running.protocol, &self.inner.name, kill_timeout)
+            .await;
+        running.protocol.close();
+        if stopped.gone {
+            self.inner
+                .exited
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if stopped.flush_pumps {
             // Give the pumps a moment to flush what the plugin said last.
             let _ = tokio::time::timeout(PUMP_FLUSH_GRACE, async {
                 while running.tasks.join_next().await.is_some() {}
             })
             .await;
-            running.tasks.abort_all();
-        } else if let Some(handle) = handle {
-            let _ = handle.kill().await;
         }
+        running.tasks.abort_all();
     }
 
     /// Whether the plugin has exited (or was killed).

@@ -75,13 +75,6 @@ pub trait PluginHandle: Send + Sync + fmt::Debug + 'static {
     /// Forcefully stops it (and anything it started) and waits until it is gone.
     fn kill(&self) -> BoxFuture<'_, io::Result<()>>;
 
-    /// Whether the client should run the generic graceful shutdown (Shutdown RPC, wait,
-    /// then [`kill`](Self::kill)); runtimes that shut down their own way return false and
-    /// do it all in `kill`.
-    fn graceful_by_client(&self) -> bool {
-        true
-    }
-
     /// The address the host should dial for one the plugin announced (go-plugin's
     /// `AddrTranslator::PluginToHost`); identity by default.
     fn plugin_to_host(&self, network: &str, address: &str) -> (String, String) {

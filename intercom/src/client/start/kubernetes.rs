@@ -2,11 +2,15 @@
 //! (or an adopted one), its replicas' handshakes read from their logs.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+
+use super::stop::{Stop, Stopped};
 use super::{StartContext, Started, Target};
-use crate::client::ClientError;
 use crate::client::config::Offer;
+use crate::client::{ClientError, Connection};
 use crate::runtime::PluginHandle;
 use crate::runtime::kubernetes::{self as k8s, KubeError, KubernetesConfig};
 use crate::sync::lock;
@@ -76,6 +80,31 @@ pub(super) async fn start(
         conn: Arc::new(conn),
         version,
         tasks,
-        reattached: None,
+        stop: Box::new(RuntimeStop(handle)),
     })
+}
+
+/// Stops a plugin on Kubernetes the runtime's way: every replica is asked to shut down
+/// over its own connection, then the objects are deleted (the handle's `kill` does it
+/// all). The replicas' pumps are the runtime's, ended by then.
+struct RuntimeStop(Arc<dyn PluginHandle>);
+
+impl Stop for RuntimeStop {
+    fn stop<'a>(
+        &'a self,
+        _conn: &'a Connection,
+        name: &'a str,
+        _kill_timeout: Duration,
+    ) -> BoxFuture<'a, Stopped> {
+        async move {
+            if let Err(err) = self.0.kill().await {
+                tracing::warn!(plugin = %name, error = &err as &dyn std::error::Error, "failed to stop plugin");
+            }
+            Stopped {
+                gone: true,
+                flush_pumps: false,
+            }
+        }
+        .boxed()
+    }
 }

@@ -9,9 +9,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+
+use super::stop::{Stop, Stopped, ask_to_shut_down};
 use super::{StartContext, Started};
 use crate::client::config::Offer;
-use crate::client::{ClientError, Multiplex};
+use crate::client::{ClientError, Connection, Multiplex};
 use crate::connection::{Conn, address_dialer, connect, pump_stderr};
 use crate::handshake::Handshake;
 use crate::handshake::find::{HandshakeFinder, Line as FoundLine, MAX_HANDSHAKE_LINE, Preamble};
@@ -180,6 +184,7 @@ async fn launch(launcher: &dyn Launcher, ctx: StartContext<'_>) -> Result<Starte
         Err(_) => return Err(timeout_err("connecting", stderr.render())),
     };
     conn.broker.exit_watch().arm();
+    let handle_for_stop = handle.clone();
     tasks.spawn(record_exit(handle, conn.clone(), name.clone(), stderr));
     guard.disarm();
     tracing::debug!(plugin = %name, version = handshake.app_version, multiplex, tls = identity.is_some(), elapsed = ?started.elapsed(), "plugin connected");
@@ -187,8 +192,41 @@ async fn launch(launcher: &dyn Launcher, ctx: StartContext<'_>) -> Result<Starte
         conn,
         version: handshake.app_version,
         tasks,
-        reattached: None,
+        stop: Box::new(LaunchedStop(handle_for_stop)),
     })
+}
+
+/// Stops a launched plugin as go-plugin does: ask it to shut down, wait up to
+/// `kill_timeout` for it to exit, then kill it (and its process group).
+struct LaunchedStop(Arc<dyn PluginHandle>);
+
+impl Stop for LaunchedStop {
+    fn stop<'a>(
+        &'a self,
+        conn: &'a Connection,
+        name: &'a str,
+        kill_timeout: Duration,
+    ) -> BoxFuture<'a, Stopped> {
+        async move {
+            let handle = &self.0;
+            let graceful = ask_to_shut_down(conn, kill_timeout).await;
+            let exited = graceful
+                && tokio::time::timeout(kill_timeout, handle.wait())
+                    .await
+                    .is_ok();
+            if !exited {
+                tracing::warn!(plugin = %name, "plugin failed to exit gracefully; killing it");
+            }
+            if let Err(err) = handle.kill().await {
+                tracing::warn!(plugin = %name, error = &err as &dyn std::error::Error, "failed to kill plugin");
+            }
+            Stopped {
+                gone: true,
+                flush_pumps: true,
+            }
+        }
+        .boxed()
+    }
 }
 
 /// What the stderr pump keeps of the plugin's stderr, and when it reached EOF.

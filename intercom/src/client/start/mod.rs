@@ -10,13 +10,15 @@ use tokio::task::JoinSet;
 
 use super::{ClientConfig, ClientError, ReattachConfig};
 use crate::connection::Conn;
-use crate::reattach_pid::ProcessIdentity;
 use crate::runtime::{Launcher, PluginHandle};
 
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
 mod launch;
 mod reattach;
+mod stop;
+
+pub(super) use stop::Stop;
 
 /// The one thing a client starts (go-plugin's `Cmd`/`RunnerFunc` and `Reattach`, as one
 /// choice rather than fields of which exactly one must be set).
@@ -98,8 +100,8 @@ pub(super) struct Started {
     pub(super) version: u32,
     /// The target's background tasks (pumps, exit watches); the client adds its own.
     pub(super) tasks: JoinSet<()>,
-    /// A reattached local process that `kill` stops (never in test mode).
-    pub(super) reattached: Option<ProcessIdentity>,
+    /// How `kill` stops what the target started.
+    pub(super) stop: Box<dyn Stop>,
 }
 
 #[cfg(test)]

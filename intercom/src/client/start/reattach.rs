@@ -2,18 +2,25 @@
 //! runs (go-plugin's `ReattachConfig`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
 
 use tracing::Instrument as _;
 
+use super::stop::{Stop, Stopped, ask_to_shut_down};
 use super::{StartContext, Started};
-use crate::client::{ClientError, Multiplex, ReattachConfig};
+use crate::client::{ClientError, Connection, Multiplex, ReattachConfig};
 use crate::connection::{address_dialer, connect};
 use crate::handshake::Network;
 use crate::reattach_pid::{self, ProcessIdentity};
 
 /// How often a reattached plugin (not our child: no exit notice) is checked for being alive.
 const REATTACHED_EXIT_POLL: Duration = Duration::from_secs(1);
+
+/// How often `kill` checks whether a reattached plugin has exited, up to `kill_timeout`.
+const REATTACHED_KILL_POLL: Duration = Duration::from_millis(20);
 
 /// Checks the process (when a pid is given) and connects: no handshake, classic broker.
 pub(super) async fn start(
@@ -76,8 +83,56 @@ pub(super) async fn start(
         conn: Arc::new(conn),
         version: re.protocol_version,
         tasks,
-        reattached: process.filter(|_| !re.test),
+        stop: Box::new(if re.test {
+            ReattachedStop::Disconnect
+        } else {
+            ReattachedStop::Shutdown(process)
+        }),
     })
+}
+
+/// How a reattached plugin stops (go-plugin's `Kill` after a reattach).
+enum ReattachedStop {
+    /// Test mode: the host only disconnects; the plugin is responsible for exiting on its
+    /// own, so it is not even asked to shut down.
+    Disconnect,
+    /// Ask it to shut down and, when the host knows its process, wait up to
+    /// `kill_timeout` for it to exit, then kill that very process if it still runs.
+    Shutdown(Option<ProcessIdentity>),
+}
+
+impl Stop for ReattachedStop {
+    fn stop<'a>(
+        &'a self,
+        conn: &'a Connection,
+        name: &'a str,
+        kill_timeout: Duration,
+    ) -> BoxFuture<'a, Stopped> {
+        async move {
+            let process = match self {
+                ReattachedStop::Disconnect => None,
+                ReattachedStop::Shutdown(process) => {
+                    ask_to_shut_down(conn, kill_timeout).await;
+                    process.as_ref()
+                }
+            };
+            if let Some(process) = process {
+                let deadline = Instant::now() + kill_timeout;
+                while process.is_running() && Instant::now() < deadline {
+                    tokio::time::sleep(REATTACHED_KILL_POLL).await;
+                }
+                // Only the very process attached to: never a pid reused since.
+                if let Err(err) = process.kill_if_running() {
+                    tracing::warn!(plugin = %name, pid = process.pid(), error = &err as &dyn std::error::Error, "failed to kill the reattached plugin");
+                }
+            }
+            Stopped {
+                gone: false,
+                flush_pumps: true,
+            }
+        }
+        .boxed()
+    }
 }
 
 /// The process a reattach config names, checked to be the plugin where that can be

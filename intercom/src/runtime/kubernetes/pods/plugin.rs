@@ -252,8 +252,4 @@ impl PluginHandle for Arc<KubePlugin> {
     fn kill(&self) -> futures::future::BoxFuture<'_, std::io::Result<()>> {
         self.shutdown_and_delete().boxed()
     }
-
-    fn graceful_by_client(&self) -> bool {
-        false
-    }
 }
