@@ -187,6 +187,11 @@ fn plugin_tokens(plugin: &Plugin) -> TokenStream {
         }
 
         #[automatically_derived]
+        impl ::intercom::TypedPlugin for #ty {
+            type Client = #client_mod::#client<::intercom::tonic::transport::Channel>;
+        }
+
+        #[automatically_derived]
         impl ::intercom::GrpcPlugin for #ty {
             fn server(
                 &self,

@@ -22,7 +22,7 @@ pub use ::tower::Service;
 
 pub use crate::broker::GrpcBroker;
 pub use crate::handshake::HandshakeConfig;
-pub use crate::plugin::{BoxError, GrpcPlugin};
+pub use crate::plugin::{BoxError, GrpcPlugin, TypedPlugin};
 pub use crate::streaming::Streaming;
 
 pub use crate::codegen::proto_text::{MessageBuilder, ProtoFile, Rpc};

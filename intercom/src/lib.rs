@@ -63,7 +63,7 @@ pub use client::{
     cleanup_clients,
 };
 pub use handshake::{HandshakeConfig, HandshakeError};
-pub use plugin::{BoxError, GrpcPlugin, PluginSet};
+pub use plugin::{BoxError, GrpcPlugin, PluginSet, TypedPlugin};
 pub use runtime::ProcessLauncher;
 pub use serve::{ServeConfig, ServeError, serve};
 

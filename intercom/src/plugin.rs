@@ -1,7 +1,7 @@
 //! What a plugin *is* to the SDK: something that registers gRPC services on the plugin's
 //! server and builds a typed client on the host (go-plugin's `GRPCPlugin`).
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// writing one by hand looks like this:
 ///
 /// ```no_run
-/// use std::any::Any;
+/// use std::any::{Any, TypeId};
 /// use intercom::{BoxError, GrpcBroker, GrpcPlugin};
 /// use intercom::tonic::{service::RoutesBuilder, transport::Channel};
 /// # mod pb { pub mod kv_server { #[derive(Clone)] pub struct KvServer<T>(pub T); impl<T> KvServer<T> { pub fn new(t: T) -> Self { Self(t) } } } pub mod kv_client { #[derive(Clone)] pub struct KvClient<T>(pub T); impl<T> KvClient<T> { pub fn new(t: T) -> Self { Self(t) } } } }
@@ -59,12 +59,28 @@ pub trait GrpcPlugin: Send + Sync + 'static {
     ) -> Result<Box<dyn Any + Send + Sync>, BoxError>;
 }
 
+/// A [`GrpcPlugin`] that names the client it dispenses, so a host can ask for it by type:
+/// [`Connection::dispense_plugin::<GreeterPlugin>()`](crate::Connection::dispense_plugin)
+/// finds the one `GreeterPlugin` in its plugin set, whatever its name, and returns a
+/// `GreeterClient`. `#[intercom::plugin]` and intercom-build implement it.
+pub trait TypedPlugin: GrpcPlugin {
+    /// What [`client`](GrpcPlugin::client) builds (before boxing).
+    type Client: Any + Send + Sync;
+}
+
 /// The plugins one side knows, by name (go-plugin's `PluginSet`).
 ///
 /// Names never cross the wire: the host looks them up locally on `dispense`; only the gRPC
 /// service names must agree between host and plugin.
 #[derive(Clone, Default)]
-pub struct PluginSet(BTreeMap<String, Arc<dyn GrpcPlugin>>);
+pub struct PluginSet(BTreeMap<String, Entry>);
+
+/// One plugin of a set, and the type it was registered as.
+#[derive(Clone)]
+struct Entry {
+    plugin: Arc<dyn GrpcPlugin>,
+    type_id: TypeId,
+}
 
 impl fmt::Debug for PluginSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -86,18 +102,30 @@ impl PluginSet {
     }
 
     /// Adds `plugin` under `name`.
-    pub fn insert(&mut self, name: impl Into<String>, plugin: impl GrpcPlugin) {
-        self.0.insert(name.into(), Arc::new(plugin));
+    pub fn insert<P: GrpcPlugin>(&mut self, name: impl Into<String>, plugin: P) {
+        let entry = Entry {
+            plugin: Arc::new(plugin),
+            type_id: TypeId::of::<P>(),
+        };
+        self.0.insert(name.into(), entry);
     }
 
     /// The plugin named `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn GrpcPlugin>> {
-        self.0.get(name)
+        self.0.get(name).map(|e| &e.plugin)
+    }
+
+    /// The names under which a `P` was registered, in name order.
+    pub fn names_of<P: GrpcPlugin>(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(|(_, e)| e.type_id == TypeId::of::<P>())
+            .map(|(name, _)| name.as_str())
     }
 
     /// Names and plugins, in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<dyn GrpcPlugin>)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v))
+        self.0.iter().map(|(k, e)| (k.as_str(), &e.plugin))
     }
 
     /// Whether the set is empty.

@@ -101,3 +101,72 @@ async fn clients_are_trait_objects() {
     })
     .await;
 }
+
+/// A plugin type the host never registers, for the "none of that type" case.
+struct Unregistered;
+
+impl intercom::GrpcPlugin for Unregistered {
+    fn server(
+        &self,
+        _: &intercom::GrpcBroker,
+        _: &mut intercom::tonic::service::RoutesBuilder,
+    ) -> Result<(), intercom::BoxError> {
+        Err("never served".into())
+    }
+
+    fn client(
+        &self,
+        _: &intercom::GrpcBroker,
+        _: intercom::tonic::transport::Channel,
+    ) -> Result<Box<dyn std::any::Any + Send + Sync>, intercom::BoxError> {
+        Ok(Box::new(()))
+    }
+}
+
+impl intercom::TypedPlugin for Unregistered {
+    type Client = ();
+}
+
+/// `dispense_plugin::<EchoPlugin>()` finds the one `EchoPlugin` whatever its name and
+/// returns a working `EchoClient`; a type with no entry, or with two, is a typed error.
+#[tokio::test]
+async fn a_client_is_dispensed_by_its_plugin_type() {
+    use intercom::{Client, ClientConfig, ClientError, PluginSet, runtime::ProcessLauncher};
+    use intercom_tests::macro_api::{EchoClient, EchoPlugin};
+
+    let start = |plugins: PluginSet| {
+        Client::new(ClientConfig::new(
+            EchoPlugin::HANDSHAKE,
+            plugins,
+            ProcessLauncher::new(env!("CARGO_BIN_EXE_macro-plugin")),
+        ))
+    };
+    let one = start(PluginSet::new().with("any-name", EchoPlugin::client()));
+    let connection = one.connect().await.expect("the macro plugin starts");
+    let echo: EchoClient = connection
+        .dispense_plugin::<EchoPlugin>()
+        .expect("one EchoPlugin");
+    assert_eq!(echo.slow_square(6, 0).await.unwrap(), 36);
+    match connection.dispense_plugin::<Unregistered>() {
+        Err(ClientError::NoPluginOfType { plugin, available }) => {
+            assert!(plugin.ends_with("Unregistered"), "{plugin}");
+            assert_eq!(available, ["any-name"]);
+        }
+        other => panic!("expected NoPluginOfType, got {:?}", other.map(drop)),
+    }
+    one.kill().await;
+
+    let two = start(
+        PluginSet::new()
+            .with("b", EchoPlugin::client())
+            .with("a", EchoPlugin::client()),
+    );
+    let connection = two.connect().await.expect("the macro plugin starts");
+    match connection.dispense_plugin::<EchoPlugin>() {
+        Err(ClientError::AmbiguousPlugin { names, .. }) => assert_eq!(names, ["a", "b"]),
+        other => panic!("expected AmbiguousPlugin, got {:?}", other.map(drop)),
+    }
+    let by_name: EchoClient = connection.dispense("a").expect("by name it is unambiguous");
+    assert_eq!(by_name.slow_square(3, 0).await.unwrap(), 9);
+    two.kill().await;
+}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use intercom::tonic::service::RoutesBuilder;
 use intercom::tonic::transport::Channel;
-use intercom::{BoxError, GrpcBroker, GrpcPlugin, HandshakeConfig};
+use intercom::{BoxError, GrpcBroker, GrpcPlugin, HandshakeConfig, TypedPlugin};
 use tonic::{Request, Response, Status};
 
 /// Code generated from `proto/greeter.proto` (package `greeter`).
@@ -93,6 +93,12 @@ impl<T: Greeter> GrpcPlugin for GreeterPlugin<T> {
     ) -> Result<Box<dyn Any + Send + Sync>, BoxError> {
         Ok(Box::new(GreeterClient::new(channel)))
     }
+}
+
+/// Lets a host dispense by type: `connection.dispense_plugin::<GreeterPlugin<Infallible>>()`
+/// returns the [`GreeterClient`] that [`client`](GrpcPlugin::client) builds.
+impl<T: Greeter> TypedPlugin for GreeterPlugin<T> {
+    type Client = GreeterClient;
 }
 
 /// Gives the host side's `GreeterPlugin<Infallible>` a `Greeter` type. No value of

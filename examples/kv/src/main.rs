@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use intercom::runtime::ProcessLauncher;
 use intercom::{Client, ClientConfig, PluginSet};
-use kv::{HANDSHAKE, KvClient, KvPlugin, PLUGIN_NAME, proto};
+use kv::{HANDSHAKE, KvPlugin, PLUGIN_NAME, proto};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -48,8 +48,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .name("kv"),
     );
     let result = async {
-        let mut kv: KvClient<intercom::tonic::transport::Channel> =
-            client.connect().await?.dispense(PLUGIN_NAME)?;
+        // The KvPlugin entry's client, by type: a KvClient<Channel>.
+        let mut kv = client.connect().await?.dispense_plugin::<KvPlugin>()?;
         match args
             .iter()
             .map(String::as_str)

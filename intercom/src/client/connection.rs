@@ -11,7 +11,7 @@ use super::ClientError;
 use crate::broker::GrpcBroker;
 use crate::connection::{Conn, Writer, pump_stdio};
 use crate::handshake::Network;
-use crate::plugin::PluginSet;
+use crate::plugin::{PluginSet, TypedPlugin};
 
 /// The live connection to a plugin (go-plugin's `ClientProtocol`): dispense typed
 /// clients, ping, reach the broker. Cheap to clone.
@@ -81,6 +81,31 @@ impl Connection {
                 name: name.to_string(),
                 requested: std::any::type_name::<T>(),
             })
+    }
+
+    /// The client of the plugin registered as a `P`, whatever its name:
+    /// `connection.dispense_plugin::<GreeterPlugin>()?` returns a `GreeterClient`. Purely
+    /// local, as [`dispense`](Self::dispense).
+    ///
+    /// # Errors
+    /// [`ClientError::NoPluginOfType`] when the plugin set has no `P`,
+    /// [`ClientError::AmbiguousPlugin`] when it has several (dispense one by name),
+    /// [`ClientError::Dispense`].
+    pub fn dispense_plugin<P: TypedPlugin>(&self) -> Result<P::Client, ClientError> {
+        let plugin = std::any::type_name::<P>();
+        let mut names = self.plugins.names_of::<P>();
+        let (Some(name), None) = (names.next(), names.next()) else {
+            let names: Vec<String> = self.plugins.names_of::<P>().map(str::to_owned).collect();
+            return Err(if names.is_empty() {
+                ClientError::NoPluginOfType {
+                    plugin,
+                    available: self.plugins.iter().map(|(n, _)| n.to_string()).collect(),
+                }
+            } else {
+                ClientError::AmbiguousPlugin { plugin, names }
+            });
+        };
+        self.dispense::<P::Client>(name)
     }
 
     /// As [`dispense`](Self::dispense), untyped.

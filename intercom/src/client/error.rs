@@ -123,6 +123,26 @@ pub enum ClientError {
         /// The names known.
         available: Vec<String>,
     },
+    /// `dispense_plugin::<P>()`: no plugin of type `P` in the host's plugin map.
+    #[error(
+        "no plugin of type {plugin} in the host's plugin map (it has {available:?}); register one with PluginSet::with(name, …::client())"
+    )]
+    NoPluginOfType {
+        /// The plugin type asked for.
+        plugin: &'static str,
+        /// The names known.
+        available: Vec<String>,
+    },
+    /// `dispense_plugin::<P>()`: several plugins of type `P` in the host's plugin map.
+    #[error(
+        "the host's plugin map has several plugins of type {plugin}: {names:?}; dispense one of them by name with dispense(name)"
+    )]
+    AmbiguousPlugin {
+        /// The plugin type asked for.
+        plugin: &'static str,
+        /// The names it is registered under.
+        names: Vec<String>,
+    },
     /// The plugin's client is not of the requested type.
     #[error(
         "plugin {name:?} does not dispense a {requested}; check the type asked of dispense() against the plugin map entry's client()"

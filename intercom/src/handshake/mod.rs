@@ -44,6 +44,8 @@ use crate::CORE_PROTOCOL_VERSION;
 mod config;
 mod error;
 mod fields;
+// The pod-log half (logs before the handshake) only the Kubernetes runtime reads.
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
 pub(crate) mod find;
 mod versions;
 
