@@ -20,11 +20,11 @@ compile_error!(
 pub mod guide {}
 pub mod handshake;
 pub mod include;
-pub mod logs;
+mod logs;
 pub mod proto;
 pub mod protocol;
-pub mod stdio;
-pub mod tls;
+mod stdio;
+mod tls;
 
 /// The go-plugin core protocol version this crate speaks (the first handshake field).
 pub const CORE_PROTOCOL_VERSION: u32 = 1;
@@ -52,7 +52,7 @@ pub mod runtime;
 pub mod serve;
 mod stderr_tail;
 mod sync;
-pub mod transport;
+mod transport;
 pub mod unix_socket;
 
 pub use broker::{BrokerError, BrokerListener, BrokerServer, GrpcBroker};
@@ -63,9 +63,12 @@ pub use client::{
     cleanup_clients,
 };
 pub use handshake::{HandshakeConfig, HandshakeError};
+pub use logs::{PLUGIN_LOG_TARGET, init_plugin_logging};
 pub use plugin::{BoxError, GrpcPlugin, PluginSet, TypedPlugin};
 pub use runtime::ProcessLauncher;
 pub use serve::{ServeConfig, ServeError, serve};
+pub use tls::TlsError;
+pub use transport::{ListenConfig, ListenError};
 
 /// k8s-openapi, for the Kubernetes runtime's types.
 #[cfg(feature = "kubernetes")]
@@ -84,6 +87,8 @@ pub use tonic;
 pub mod __fuzz;
 #[doc(hidden)]
 pub mod __private;
+#[doc(hidden)]
+pub mod __testing;
 mod codegen;
 pub mod streaming;
 

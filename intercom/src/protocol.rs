@@ -2,8 +2,8 @@
 //! variable a host sets for its plugin (go-plugin's names and intercom's own), the plugin
 //! port intercom listens on when it picks one, and the longest log line read as one.
 //!
-//! [`serve::env`](crate::serve::env) and [`transport::env`](crate::transport::env) are
-//! this module's [`env`](mod@env), under the names they had before.
+//! [`serve::env`](crate::serve::env) is this module's [`env`](mod@env), under the name it
+//! had before.
 
 /// The port a plugin listens on when told to use TCP without a port (Kubernetes).
 pub const DEFAULT_SERVER_PORT: u16 = 50077;

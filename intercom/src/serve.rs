@@ -38,9 +38,9 @@ pub struct ServeConfig {
     /// Where to listen; `None` reads the environment ([`ListenConfig::from_env`]).
     pub listen: Option<ListenConfig>,
     /// The address announced in the handshake line instead of a TCP listener's own (for a
-    /// listener on `0.0.0.0`); `None` reads `INTERCOM_ADVERTISE_ADDR`
-    /// ([`advertise_from_env`](crate::transport::advertise_from_env)). Ignored for a unix
-    /// socket.
+    /// listener on `0.0.0.0`); `None` reads
+    /// [`INTERCOM_ADVERTISE_ADDR`](crate::protocol::env::ADVERTISE_ADDR). Ignored for a
+    /// unix socket.
     pub advertise: Option<std::net::SocketAddr>,
     /// Stream what the plugin writes to fd 1 and 2 to the host through `GRPCStdio`
     /// (default `true`). Logs go to the original stderr either way.

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use intercom::__testing::{Identity, client_config, server_name};
 use intercom::handshake::Network;
 use intercom::runtime::ProcessLauncher;
-use intercom::tls::{Identity, client_config, server_name};
 use intercom::{Client, ClientConfig, Connection, Multiplex};
 use intercom_tests::kv::kv_client::KvClient;
 use intercom_tests::kv::{GetRequest, PutRequest};

@@ -5,7 +5,7 @@
 fn envtest_tells_plugins_where_to_listen_in_intercoms_words() {
     assert_eq!(
         intercom_envtest::kubelet::LISTEN_ADDR_ENV,
-        intercom::transport::env::LISTEN_ADDR
+        intercom::protocol::env::LISTEN_ADDR
     );
     assert_eq!(
         intercom_envtest::kubelet::DEFAULT_LISTEN_PORT,

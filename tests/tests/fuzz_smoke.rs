@@ -125,7 +125,7 @@ fn run(
 }
 
 fn cert_der() -> Vec<u8> {
-    intercom::tls::Identity::generate()
+    intercom::__testing::Identity::generate()
         .expect("generate a certificate")
         .cert_der()
         .to_vec()
@@ -219,7 +219,7 @@ fn fuzz_smoke_handshake_round_trips() {
 #[test]
 fn fuzz_smoke_certificate_checks() {
     let der = cert_der();
-    let pem = intercom::tls::Identity::generate()
+    let pem = intercom::__testing::Identity::generate()
         .expect("generate a certificate")
         .cert_pem();
     let seeds = vec![der.clone(), pem.clone().into_bytes(), der[..40].to_vec()];

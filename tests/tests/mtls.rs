@@ -1,9 +1,9 @@
 //! AutoMTLS: only the host that launched the plugin can talk to it.
 
 use hyper_util::rt::TokioIo;
+use intercom::__testing::{Identity, client_config, server_name};
 use intercom::handshake::Network;
 use intercom::runtime::ProcessLauncher;
-use intercom::tls::{Identity, client_config, server_name};
 use intercom::{Client, ClientConfig, Multiplex};
 use intercom_tests::{HANDSHAKE, host_plugins};
 

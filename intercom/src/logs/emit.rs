@@ -12,12 +12,12 @@ use super::{LogLevel, LogRecord, PLUGIN_LOG_TARGET};
 /// string (values with spaces, quotes or `=` are quoted), because `tracing` field names
 /// must be known at compile time. Filter these events with
 /// `intercom::plugin=<level>` in an `EnvFilter`.
-pub fn emit(plugin: &str, record: &LogRecord) {
+pub(crate) fn emit(plugin: &str, record: &LogRecord) {
     emit_with(plugin, None, record);
 }
 
 /// As [`emit`], with the Kubernetes pod the line came from as field `pod`.
-pub fn emit_with(plugin: &str, pod: Option<&str>, record: &LogRecord) {
+pub(crate) fn emit_with(plugin: &str, pod: Option<&str>, record: &LogRecord) {
     let module = record.module.as_deref();
     let timestamp = record.timestamp.as_deref();
     let fields = render_fields(&record.fields);

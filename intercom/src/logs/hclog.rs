@@ -31,13 +31,13 @@ use super::{LEVEL_KEY, LogLevel, MESSAGE_KEY, MODULE_KEY, TIMESTAMP_KEY};
 /// ignored: there is nowhere left to report them.
 ///
 /// A plugin must never log to stdout: the first line of stdout is its handshake.
-pub struct HclogLayer<W> {
+pub(crate) struct HclogLayer<W> {
     make_writer: W,
 }
 
 impl<W> HclogLayer<W> {
     /// A layer writing to the writers `make_writer` makes, e.g. `std::io::stderr`.
-    pub fn new(make_writer: W) -> Self {
+    pub(crate) fn new(make_writer: W) -> Self {
         Self { make_writer }
     }
 }

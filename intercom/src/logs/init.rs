@@ -8,8 +8,8 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use super::HclogLayer;
 
-/// Installs a global `tracing` subscriber that writes hclog JSON lines through
-/// [`HclogLayer`], unless a global subscriber is already set. Returns whether it
+/// Installs a global `tracing` subscriber that writes hclog JSON lines (go-plugin's
+/// log format, which its hosts parse), unless a global subscriber is already set. Returns whether it
 /// installed one.
 ///
 /// The level filter is an [`EnvFilter`] read from `INTERCOM_LOG`, else `RUST_LOG`, else
@@ -20,7 +20,7 @@ use super::HclogLayer;
 /// installed.
 ///
 /// ```no_run
-/// if !intercom::logs::init_plugin_logging(std::io::stderr) {
+/// if !intercom::init_plugin_logging(std::io::stderr) {
 ///     // The application installed its own subscriber; keep it.
 /// }
 /// tracing::info!(answer = 42, "plugin starting");

@@ -7,7 +7,7 @@ use tracing::Level;
 
 /// The level of a plugin log line; hclog's levels, which map one to one onto `tracing`'s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum LogLevel {
+pub(crate) enum LogLevel {
     /// Very verbose diagnostics.
     Trace,
     /// Diagnostics; also the level of lines nothing else applies to.
@@ -22,7 +22,7 @@ pub enum LogLevel {
 
 impl LogLevel {
     /// The hclog spelling: `trace`, `debug`, `info`, `warn` or `error`.
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             LogLevel::Trace => "trace",
             LogLevel::Debug => "debug",
@@ -34,7 +34,7 @@ impl LogLevel {
 
     /// Parses an hclog level name, ignoring case and surrounding whitespace; `None` for
     /// anything else (hclog's `off` and `warning` included).
-    pub fn from_name(name: &str) -> Option<Self> {
+    pub(crate) fn from_name(name: &str) -> Option<Self> {
         let name = name.trim();
         [
             LogLevel::Trace,

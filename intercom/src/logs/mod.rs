@@ -38,17 +38,18 @@ mod parse;
 mod record;
 mod visitor;
 
-pub use emit::{emit, emit_with};
-pub use hclog::HclogLayer;
+pub(crate) use emit::{emit, emit_with};
+pub(crate) use hclog::HclogLayer;
 pub use init::init_plugin_logging;
-pub use level::LogLevel;
-pub use parse::StderrParser;
-pub use record::LogRecord;
+pub(crate) use level::LogLevel;
+pub(crate) use parse::StderrParser;
+pub(crate) use record::LogRecord;
 
-/// The `tracing` target of the events [`emit`] produces for plugin log lines.
+/// The `tracing` target of the events a host emits for its plugins' log lines (each with
+/// field `plugin`, the plugin's name): filter on it to route or silence plugin logs.
 pub const PLUGIN_LOG_TARGET: &str = "intercom::plugin";
 
-pub use crate::protocol::MAX_LOG_LINE;
+pub(crate) use crate::protocol::MAX_LOG_LINE;
 
 /// Keys of an hclog JSON object that are not user fields.
 const LEVEL_KEY: &str = "@level";

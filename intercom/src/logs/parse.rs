@@ -21,37 +21,26 @@ const LEVEL_PREFIXES: [(&str, LogLevel); 5] = [
 /// or a Rust `thread '…' panicked at`), every later plain-text line is an error (go-plugin's
 /// "panic mode"); see the [module docs](super) for all rules. Use one parser per plugin
 /// process.
-///
-/// ```
-/// use intercom::logs::{LogLevel, StderrParser};
-///
-/// let mut parser = StderrParser::default();
-/// let r = parser.parse(r#"{"@level":"warn","@message":"disk low","free":"3%"}"#);
-/// assert_eq!((r.level, r.message.as_str()), (LogLevel::Warn, "disk low"));
-/// assert_eq!(r.fields, [("free".to_owned(), "3%".to_owned())]);
-/// assert_eq!(parser.parse("[INFO] ready").level, LogLevel::Info);
-/// assert_eq!(parser.parse("panic: oh no").level, LogLevel::Error);
-/// assert_eq!(parser.parse("goroutine 1 [running]:").level, LogLevel::Error);
-/// ```
 #[derive(Debug, Default)]
-pub struct StderrParser {
+pub(crate) struct StderrParser {
     panic_mode: bool,
 }
 
 impl StderrParser {
     /// A parser that has seen no line yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Whether a crash was seen, so plain lines are now errors.
-    pub fn in_panic_mode(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn in_panic_mode(&self) -> bool {
         self.panic_mode
     }
 
     /// Turns one stderr line (with or without its `\n`/`\r\n`) into a record. Never fails:
     /// anything unrecognised is a debug record holding the line.
-    pub fn parse(&mut self, line: &str) -> LogRecord {
+    pub(crate) fn parse(&mut self, line: &str) -> LogRecord {
         let line = line.trim_end_matches(['\n', '\r']);
         if let Some(record) = parse_json_line(line) {
             return record;

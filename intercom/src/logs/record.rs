@@ -4,18 +4,18 @@ use super::LogLevel;
 
 /// One plugin stderr line, understood.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LogRecord {
+pub(crate) struct LogRecord {
     /// The level the host should log it at.
-    pub level: LogLevel,
+    pub(crate) level: LogLevel,
     /// The message: hclog's `@message`, or the (prefix-less) text of a plain line.
-    pub message: String,
+    pub(crate) message: String,
     /// hclog's `@module` (the logger name, or the `tracing` target of an intercom plugin).
-    pub module: Option<String>,
+    pub(crate) module: Option<String>,
     /// All other keys of a JSON line, sorted by key; string values as they are, any other
     /// JSON value as JSON text.
-    pub fields: Vec<(String, String)>,
+    pub(crate) fields: Vec<(String, String)>,
     /// hclog's `@timestamp`, as written by the plugin.
-    pub timestamp: Option<String>,
+    pub(crate) timestamp: Option<String>,
 }
 
 impl LogRecord {

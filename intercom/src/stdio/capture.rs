@@ -19,7 +19,7 @@ use crate::proto::stdio_data::Channel;
 /// captured stays available to the service; output still buffered inside
 /// `std::io::stdout()` goes to the original stdout.
 #[derive(Debug)]
-pub struct StdioCapture {
+pub(crate) struct StdioCapture {
     // Field order is drop order: restore stdout, then stderr. Held for its `Drop`.
     _stdout: Redirect,
     stderr: Redirect,
@@ -47,7 +47,7 @@ impl StdioCapture {
     ///
     /// Any failing `dup`, `pipe`, `dup2` or thread spawn; fd 1 and 2 are left (or put
     /// back) as they were.
-    pub fn install() -> io::Result<StdioCapture> {
+    pub(crate) fn install() -> io::Result<StdioCapture> {
         let stdout = io::stdout();
         let mut lock = stdout.lock();
         lock.flush()?;
@@ -92,7 +92,7 @@ impl StdioCapture {
     ///
     /// It implements [`tracing_subscriber::fmt::MakeWriter`] and [`std::io::Write`], and
     /// stays valid after the capture is dropped.
-    pub fn original_stderr(&self) -> OriginalStderr {
+    pub(crate) fn original_stderr(&self) -> OriginalStderr {
         OriginalStderr {
             file: Arc::clone(&self.stderr.saved),
         }
@@ -102,7 +102,7 @@ impl StdioCapture {
     ///
     /// Every returned server shares the same data: the first `StreamStdio` call, on any of
     /// them, gets it all.
-    pub fn service(&self) -> GrpcStdioServer<StdioService> {
+    pub(crate) fn service(&self) -> GrpcStdioServer<StdioService> {
         GrpcStdioServer::new(self.service.clone())
     }
 }

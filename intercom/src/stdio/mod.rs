@@ -37,11 +37,11 @@ mod redirect;
 mod service;
 mod stream;
 
-pub use capture::StdioCapture;
-pub use original_stderr::OriginalStderr;
-pub use pump::pump;
-pub use service::StdioService;
-pub use stream::StdioStream;
+pub(crate) use capture::StdioCapture;
+pub(crate) use original_stderr::OriginalStderr;
+pub(crate) use pump::pump;
+pub(crate) use service::StdioService;
+pub(crate) use stream::StdioStream;
 
 /// Largest chunk sent in one [`StdioData`](crate::proto::StdioData) message (go-plugin's
 /// `grpcStdioBuffer`).

@@ -13,7 +13,7 @@ use std::sync::Arc;
 ///
 /// [`StdioCapture::install`]: super::StdioCapture::install
 #[derive(Debug, Clone)]
-pub struct OriginalStderr {
+pub(crate) struct OriginalStderr {
     pub(super) file: Arc<File>,
 }
 

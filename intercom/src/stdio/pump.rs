@@ -37,23 +37,7 @@ use crate::proto::stdio_data::Channel;
 ///
 /// Dropping the future cancels the RPC; a chunk being written at that moment may be
 /// partly written, and chunks not yet received are lost (the plugin sends them once).
-///
-/// # Usage
-///
-/// ```no_run
-/// # async fn demo(channel: tonic::transport::Channel) -> Result<(), tonic::Status> {
-/// use intercom::proto::grpc_stdio_client::GrpcStdioClient;
-///
-/// let client = GrpcStdioClient::new(channel);
-/// let task = tokio::spawn(async move {
-///     intercom::stdio::pump(client, tokio::io::stdout(), tokio::io::stderr(), "kv").await
-/// });
-/// // ... on shutdown:
-/// task.abort();
-/// # Ok(())
-/// # }
-/// ```
-pub async fn pump<T, O, E>(
+pub(crate) async fn pump<T, O, E>(
     mut client: GrpcStdioClient<T>,
     mut stdout: O,
     mut stderr: E,

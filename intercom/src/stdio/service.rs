@@ -20,7 +20,7 @@ use crate::proto::grpc_stdio_server::GrpcStdio;
 ///
 /// [`StdioCapture::service`]: super::StdioCapture::service
 #[derive(Debug, Clone)]
-pub struct StdioService {
+pub(crate) struct StdioService {
     source: Source,
 }
 
@@ -42,7 +42,7 @@ pub(super) struct Captured {
 impl StdioService {
     /// A service for when capture is off: every `StreamStdio` call gets a stream that
     /// sends nothing and stays open until the host cancels it.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         StdioService {
             source: Source::Empty,
         }

@@ -16,7 +16,7 @@ use crate::proto::StdioData;
 ///
 /// [`StdioService`]: super::StdioService
 #[derive(Debug)]
-pub struct StdioStream {
+pub(crate) struct StdioStream {
     pub(super) rx: Option<mpsc::Receiver<StdioData>>,
     /// Cleared when the host hangs up, so a host that reconnects (Kubernetes) can open a
     /// new stream.

@@ -21,14 +21,6 @@ const BACKDATE_SECONDS: i64 = 30;
 ///
 /// One is generated per launch by each side; it is never written to disk. `Debug` prints the
 /// certificate fingerprint only, never the key.
-///
-/// ```
-/// # fn main() -> Result<(), intercom::tls::TlsError> {
-/// let identity = intercom::tls::Identity::generate()?;
-/// assert!(identity.cert_pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
-/// assert_eq!(identity.fingerprint().len(), 64);
-/// # Ok(()) }
-/// ```
 pub struct Identity {
     cert: CertificateDer<'static>,
     key: PrivatePkcs8KeyDer<'static>,
@@ -50,8 +42,9 @@ impl Identity {
     /// absurd ([`TlsError::Validity`]).
     pub fn generate() -> Result<Identity, TlsError> {
         let mut serial = [0u8; 16]; // 128 random bits: uniform in [0, 2^128), as Go's rand.Int.
-        provider::fill_random(&mut serial)
-            .map_err(|e| TlsError::GenerateSerial { source: e.into() })?;
+        provider::fill_random(&mut serial).map_err(|e| TlsError::GenerateSerial {
+            source: Box::new(rustls::Error::from(e)),
+        })?;
 
         let now = time::OffsetDateTime::now_utc();
         let not_before = now
@@ -61,18 +54,25 @@ impl Identity {
             .checked_add(time::Duration::hours(VALIDITY_HOURS))
             .ok_or(TlsError::Validity)?;
 
-        let key = P521Key::generate().map_err(|source| TlsError::GenerateKey { source })?;
-        let params = certificate_params(&serial, not_before, not_after)
-            .map_err(|source| TlsError::SignCertificate { source })?;
+        let key = P521Key::generate().map_err(|source| TlsError::GenerateKey {
+            source: source.into(),
+        })?;
+        let params = certificate_params(&serial, not_before, not_after).map_err(|source| {
+            TlsError::SignCertificate {
+                source: source.into(),
+            }
+        })?;
         let cert = params
             .self_signed(&key)
-            .map_err(|source| TlsError::SignCertificate { source })?;
+            .map_err(|source| TlsError::SignCertificate {
+                source: source.into(),
+            })?;
 
         Ok(Identity {
             cert: cert.der().clone(),
-            key: key
-                .to_pkcs8()
-                .map_err(|source| TlsError::GenerateKey { source })?,
+            key: key.to_pkcs8().map_err(|source| TlsError::GenerateKey {
+                source: source.into(),
+            })?,
         })
     }
 
@@ -98,7 +98,8 @@ impl Identity {
 
     /// The private key, PKCS#8 DER. Secret: only for persisting the identity where the
     /// same host must prove itself again (a Kubernetes host that reattaches).
-    pub fn private_key_pkcs8_der(&self) -> &[u8] {
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))] // used by the Kubernetes runtime
+    pub(crate) fn private_key_pkcs8_der(&self) -> &[u8] {
         self.key.secret_pkcs8_der()
     }
 
@@ -108,20 +109,22 @@ impl Identity {
     /// # Errors
     /// [`TlsError::InvalidCertificate`] when the certificate does not parse or the key does
     /// not load.
-    pub fn from_der(cert_der: &[u8], key_pkcs8_der: &[u8]) -> Result<Identity, TlsError> {
+    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))] // used by the Kubernetes runtime
+    pub(crate) fn from_der(cert_der: &[u8], key_pkcs8_der: &[u8]) -> Result<Identity, TlsError> {
         let identity = Identity {
             cert: CertificateDer::from(cert_der.to_vec()),
             key: PrivatePkcs8KeyDer::from(key_pkcs8_der.to_vec()),
         };
         // Prove both parse and belong together by building a config with them.
-        P521Key::from_pkcs8(key_pkcs8_der)
-            .map_err(|source| TlsError::InvalidCertificate { source })?;
+        P521Key::from_pkcs8(key_pkcs8_der).map_err(|source| TlsError::InvalidCertificate {
+            source: source.into(),
+        })?;
         server_config(&identity, cert_der)?;
         Ok(identity)
     }
 
     /// Lower-case hex SHA-256 of the DER certificate, for logs (safe to print; the key is not involved).
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         fingerprint(self.cert.as_ref())
     }
 

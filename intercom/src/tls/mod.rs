@@ -20,23 +20,6 @@
 //! configurations for connections that stay on one machine ([`client_config`]) offer X25519,
 //! P-256 and P-384; the Kubernetes runtime's also offer X25519MLKEM768, first; servers accept
 //! all four.
-//!
-//! ```
-//! # fn main() -> Result<(), intercom::tls::TlsError> {
-//! use intercom::tls::{client_config, server_config, Identity};
-//!
-//! // The host generates its identity and sends `host.cert_pem()` in PLUGIN_CLIENT_CERT.
-//! let host = Identity::generate()?;
-//! // The plugin parses that, generates its own identity and serves TLS pinned to the host.
-//! let host_der = intercom::tls::parse_pem_certificate(&host.cert_pem())?;
-//! let plugin = Identity::generate()?;
-//! let server = server_config(&plugin, &host_der)?;
-//! // The host reads the plugin certificate from the handshake line and dials it.
-//! let client = client_config(&host, plugin.cert_der())?;
-//! assert_eq!(server.alpn_protocols, [b"h2".to_vec()]);
-//! assert_eq!(client.alpn_protocols, [b"h2".to_vec()]);
-//! # Ok(()) }
-//! ```
 
 mod identity;
 mod kx;
@@ -59,7 +42,7 @@ use pins::{PinnedCertVerifier, Role};
 use provider::{KeyExchange, provider};
 
 /// The host name both sides put in their certificates and use for SNI (go-plugin: `"localhost"`).
-pub const HOST_NAME: &str = "localhost";
+pub(crate) const HOST_NAME: &str = "localhost";
 
 /// The only ALPN protocol gRPC speaks.
 const ALPN_H2: &[u8] = b"h2";
@@ -80,14 +63,14 @@ pub enum TlsError {
     GenerateKey {
         /// The cause: the OS random generator failed, or the key did not encode.
         #[source]
-        source: rustls::Error,
+        source: crate::BoxError,
     },
     /// The random certificate serial number could not be drawn.
     #[error("failed to generate certificate serial number")]
     GenerateSerial {
         /// The cause reported by the crypto provider.
         #[source]
-        source: rustls::Error,
+        source: crate::BoxError,
     },
     /// The system clock is so far off that the certificate validity cannot be represented.
     #[error("failed to compute certificate validity from the system clock (is the clock sane?)")]
@@ -97,7 +80,7 @@ pub enum TlsError {
     SignCertificate {
         /// The cause reported by rcgen.
         #[source]
-        source: rcgen::Error,
+        source: crate::BoxError,
     },
     /// The PEM text is malformed (bad base64, missing END line, ...).
     #[error("failed to parse PEM certificate {input:?}")]
@@ -106,7 +89,7 @@ pub enum TlsError {
         input: String,
         /// The cause reported by the PEM parser.
         #[source]
-        source: rustls::pki_types::pem::Error,
+        source: crate::BoxError,
     },
     /// The PEM text holds no `CERTIFICATE` block.
     #[error("failed to find a CERTIFICATE block in PEM {input:?}")]
@@ -125,21 +108,21 @@ pub enum TlsError {
     InvalidCertificate {
         /// The cause reported by rustls/webpki.
         #[source]
-        source: rustls::Error,
+        source: crate::BoxError,
     },
     /// rustls refused the server configuration (for instance the key does not match the certificate).
     #[error("failed to build TLS server config")]
     ServerConfig {
         /// The cause reported by rustls.
         #[source]
-        source: rustls::Error,
+        source: crate::BoxError,
     },
     /// rustls refused the client configuration (for instance the key does not match the certificate).
     #[error("failed to build TLS client config")]
     ClientConfig {
         /// The cause reported by rustls.
         #[source]
-        source: rustls::Error,
+        source: crate::BoxError,
     },
 }
 
@@ -149,21 +132,12 @@ pub enum TlsError {
 /// blocks of other types are skipped, as Go's `AppendCertsFromPEM` does. The DER is checked to be
 /// an X.509 certificate, so garbage is reported here rather than as a failed handshake later.
 ///
-/// ```
-/// # fn main() -> Result<(), intercom::tls::TlsError> {
-/// let identity = intercom::tls::Identity::generate()?;
-/// let der = intercom::tls::parse_pem_certificate(&identity.cert_pem())?;
-/// assert_eq!(der, identity.cert_der());
-/// assert!(intercom::tls::parse_pem_certificate("not a certificate").is_err());
-/// # Ok(()) }
-/// ```
-///
 /// # Errors
 ///
 /// [`TlsError::ParsePem`] for malformed PEM, [`TlsError::MissingCertificate`] when there is no
 /// `CERTIFICATE` block, [`TlsError::MultipleCertificates`] when there are several, and
 /// [`TlsError::InvalidCertificate`] when the block does not hold an X.509 certificate.
-pub fn parse_pem_certificate(pem: &str) -> Result<Vec<u8>, TlsError> {
+pub(crate) fn parse_pem_certificate(pem: &str) -> Result<Vec<u8>, TlsError> {
     let mut certificates = Vec::new();
     for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem.as_bytes()) {
         match section {
@@ -172,7 +146,7 @@ pub fn parse_pem_certificate(pem: &str) -> Result<Vec<u8>, TlsError> {
             Err(source) => {
                 return Err(TlsError::ParsePem {
                     input: quote_input(pem),
-                    source,
+                    source: Box::new(source),
                 });
             }
         }
@@ -198,20 +172,14 @@ pub fn parse_pem_certificate(pem: &str) -> Result<Vec<u8>, TlsError> {
 /// Use it on the plugin side (with the host certificate from `PLUGIN_CLIENT_CERT`) and on the
 /// host side when it accepts broker connections (with the plugin certificate from the handshake).
 ///
-/// ```
-/// # fn main() -> Result<(), intercom::tls::TlsError> {
-/// use intercom::tls::{server_config, Identity};
-/// let (plugin, host) = (Identity::generate()?, Identity::generate()?);
-/// let config = server_config(&plugin, host.cert_der())?;
-/// let _acceptor = tokio_rustls::TlsAcceptor::from(config);
-/// # Ok(()) }
-/// ```
-///
 /// # Errors
 ///
 /// [`TlsError::InvalidCertificate`] if `peer_der` is not an X.509 certificate,
 /// [`TlsError::ServerConfig`] if rustls refuses `own`.
-pub fn server_config(own: &Identity, peer_der: &[u8]) -> Result<Arc<ServerConfig>, TlsError> {
+pub(crate) fn server_config(
+    own: &Identity,
+    peer_der: &[u8],
+) -> Result<Arc<ServerConfig>, TlsError> {
     server_config_with_versions(own, peer_der, PROTOCOL_VERSIONS)
 }
 
@@ -245,10 +213,14 @@ fn server_config_pinning(
     };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
-        .map_err(|source| TlsError::ServerConfig { source })?
+        .map_err(|source| TlsError::ServerConfig {
+            source: source.into(),
+        })?
         .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(own.cert_chain(), own.private_key())
-        .map_err(|source| TlsError::ServerConfig { source })?;
+        .map_err(|source| TlsError::ServerConfig {
+            source: source.into(),
+        })?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(config))
 }
@@ -258,15 +230,6 @@ fn server_config_pinning(
 ///
 /// Use it on the host side to dial the plugin, and on the plugin side to dial host brokers.
 /// Connect with [`server_name()`].
-///
-/// ```
-/// # fn main() -> Result<(), intercom::tls::TlsError> {
-/// use intercom::tls::{client_config, Identity};
-/// let (host, plugin) = (Identity::generate()?, Identity::generate()?);
-/// let config = client_config(&host, plugin.cert_der())?;
-/// let _connector = tokio_rustls::TlsConnector::from(config);
-/// # Ok(()) }
-/// ```
 ///
 /// # Errors
 ///
@@ -312,11 +275,15 @@ fn client_config_pinning(
     };
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
-        .map_err(|source| TlsError::ClientConfig { source })?
+        .map_err(|source| TlsError::ClientConfig {
+            source: source.into(),
+        })?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(own.cert_chain(), own.private_key())
-        .map_err(|source| TlsError::ClientConfig { source })?;
+        .map_err(|source| TlsError::ClientConfig {
+            source: source.into(),
+        })?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(config))
 }
@@ -332,7 +299,9 @@ pub(crate) fn check_certificate(der: &[u8]) -> Result<(), TlsError> {
     let cert = CertificateDer::from(der);
     ParsedCertificate::try_from(&cert)
         .map(drop)
-        .map_err(|source| TlsError::InvalidCertificate { source })
+        .map_err(|source| TlsError::InvalidCertificate {
+            source: source.into(),
+        })
 }
 
 pub(crate) fn fingerprint(der: &[u8]) -> String {

@@ -21,7 +21,7 @@ pub(crate) enum Io {
 }
 
 /// A byte stream a runtime can hand the SDK as "the connection to the plugin".
-pub trait ByteStream: AsyncRead + AsyncWrite + Send + 'static {}
+pub(crate) trait ByteStream: AsyncRead + AsyncWrite + Send + 'static {}
 
 impl<T: AsyncRead + AsyncWrite + Send + 'static> ByteStream for T {}
 

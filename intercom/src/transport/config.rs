@@ -82,7 +82,7 @@ impl ListenConfig {
 ///
 /// # Errors
 /// [`ListenError::BadAdvertiseAddr`] when the value is not a dialable `ip:port`.
-pub fn advertise_from_env() -> Result<Option<SocketAddr>, ListenError> {
+pub(crate) fn advertise_from_env() -> Result<Option<SocketAddr>, ListenError> {
     advertise_from_lookup(|k| std::env::var(k).ok())
 }
 

@@ -37,7 +37,7 @@ impl TlsPair {
 
     /// Builds both configs for `own`, accepting any certificate of `pins` (now or later);
     /// `peer_der` is the one expected, for reporting.
-    #[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+    #[cfg(feature = "kubernetes")]
     pub(crate) fn with_pins(
         own: &crate::tls::Identity,
         pins: &crate::tls::PinSet,

@@ -48,7 +48,7 @@ mod recorder {
 
     impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Layer {
         fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
-            if event.metadata().target() != intercom::logs::PLUGIN_LOG_TARGET {
+            if event.metadata().target() != intercom::PLUGIN_LOG_TARGET {
                 return;
             }
             let mut e = Event {
