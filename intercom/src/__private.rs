@@ -25,10 +25,11 @@ pub use crate::handshake::HandshakeConfig;
 pub use crate::plugin::{BoxError, GrpcPlugin, TypedPlugin};
 pub use crate::streaming::Streaming;
 
+pub use crate::codegen::client_core::{ClientCore, GrpcTransport};
 pub use crate::codegen::proto_text::{MessageBuilder, ProtoFile, Rpc};
 pub use crate::codegen::rpc::{
-    BoxFuture, CallbackServer, ClientCore, PluginTrait, ResponseFuture, client_streaming,
-    dial_callback, serve_callback, server_streaming, streaming, unary, unimplemented,
+    BoxFuture, CallbackServer, PluginTrait, ResponseFuture, client_streaming, dial_callback,
+    serve_callback, server_streaming, streaming, unary, unimplemented,
 };
 pub use crate::codegen::wire::{
     ProtoMap, ProtoValue, decode_error, map, message_value, optional, repeated, singular, skip,

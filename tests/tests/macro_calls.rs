@@ -170,3 +170,60 @@ async fn a_client_is_dispensed_by_its_plugin_type() {
     assert_eq!(by_name.slow_square(3, 0).await.unwrap(), 9);
     two.kill().await;
 }
+
+/// A tower service around the plugin's channel that counts the requests it forwards.
+#[derive(Clone)]
+struct Counting {
+    inner: intercom::tonic::transport::Channel,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+type HttpRequest = intercom::tonic::codegen::http::Request<intercom::tonic::body::Body>;
+
+impl intercom::tonic::codegen::Service<HttpRequest> for Counting {
+    type Response = <intercom::tonic::transport::Channel as intercom::tonic::codegen::Service<
+        HttpRequest,
+    >>::Response;
+    type Error = <intercom::tonic::transport::Channel as intercom::tonic::codegen::Service<
+        HttpRequest,
+    >>::Error;
+    type Future = <intercom::tonic::transport::Channel as intercom::tonic::codegen::Service<
+        HttpRequest,
+    >>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequest) -> Self::Future {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.call(request)
+    }
+}
+
+/// A generated client is generic over the tonic `GrpcService` it calls through, as
+/// tonic's own clients: built over a tower service wrapping the plugin's channel, every
+/// call goes through that service, as a struct and as `Arc<dyn Echo>`.
+#[tokio::test]
+async fn a_generated_client_calls_through_any_grpc_service() {
+    use intercom_tests::macro_api::EchoClient;
+
+    let (client, _) = macro_common::launch().await;
+    let connection = client.connect().await.expect("connected");
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let service = Counting {
+        inner: connection.channel(),
+        calls: calls.clone(),
+    };
+    let echo: EchoClient<Counting> = EchoClient::with_broker(service, connection.broker().clone());
+    assert_eq!(echo.slow_square(7, 0).await.unwrap(), 49);
+    assert_eq!(echo.slow_square(8, 0).await.unwrap(), 64);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let shared: std::sync::Arc<dyn intercom_tests::macro_api::Echo> = std::sync::Arc::new(echo);
+    assert_eq!(shared.slow_square(3, 0).await.unwrap(), 9);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    client.kill().await;
+}
