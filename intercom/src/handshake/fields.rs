@@ -154,7 +154,7 @@ pub(super) fn decode_cert(cert: &str) -> Result<Vec<u8>, HandshakeError> {
 }
 
 /// Go's `strconv.ParseBool`.
-pub(super) fn parse_go_bool(s: &str) -> Option<bool> {
+pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
     match s {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),

@@ -55,7 +55,8 @@ pub use fields::{Network, Protocol};
 pub use versions::{format_versions, negotiate_version, parse_versions};
 
 use error::snippet;
-use fields::{CERT_FILLER_MAX_LEN, check_address, decode_cert, parse_go_bool};
+pub(crate) use fields::parse_go_bool;
+use fields::{CERT_FILLER_MAX_LEN, check_address, decode_cert};
 
 /// Most `|`-separated fields a handshake line may have (`CORE` … `MUX`).
 /// Fields after this many (`CORE|APP|NETWORK|ADDR|PROTOCOL|CERT|MUX`) are ignored.

@@ -5,19 +5,17 @@
 //! handshake line on stdout, and serves until the host asks it to shut down.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::service::RoutesBuilder;
 
 use crate::admission::{Admission, Routes};
-use crate::broker::{self, GrpcBroker, Mode, MuxSlot, Session, Side};
-use crate::handshake::{Handshake, HandshakeConfig, Protocol, negotiate_version};
-use crate::plugin::{BoxError, GrpcPlugin, PluginSet};
-use crate::transport::{Io, ListenConfig, Listener, TlsPair};
+use crate::broker::{self, GrpcBroker, MuxSlot, Session, Side};
+use crate::handshake::HandshakeConfig;
+use crate::plugin::{GrpcPlugin, PluginSet};
+use crate::transport::{ListenConfig, Listener};
 
 /// Environment variables the host sets for the plugin (the [`protocol`](crate::protocol) ones).
 pub use crate::protocol::env;
@@ -118,46 +116,13 @@ impl ServeConfig {
     }
 }
 
-/// Why a plugin could not serve.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ServeError {
-    /// The plugin's own handshake config is incomplete.
-    #[error(
-        "misconfigured ServeConfig: no magic cookie key or value was set; set `handshake` to the host's HandshakeConfig"
-    )]
-    Misconfigured,
-    /// No plugins were given.
-    #[error("misconfigured ServeConfig: no plugins to serve; add one with `ServeConfig::plugin`")]
-    NoPlugins,
-    /// The listener could not be opened.
-    #[error("failed to open the plugin listener")]
-    Listen(#[from] crate::transport::ListenError),
-    /// `PLUGIN_CLIENT_CERT` is not a PEM certificate.
-    #[error("failed to read the host's certificate from PLUGIN_CLIENT_CERT")]
-    ClientCert(#[source] crate::tls::TlsError),
-    /// AutoMTLS material could not be made.
-    #[error("failed to set up AutoMTLS")]
-    Tls(#[source] crate::tls::TlsError),
-    /// A plugin refused to register.
-    #[error("failed to register plugin `{name}` on the gRPC server")]
-    Register {
-        /// The plugin's name.
-        name: String,
-        /// Its error.
-        #[source]
-        source: BoxError,
-    },
-    /// Writing the handshake line failed.
-    #[error("failed to write the handshake line to stdout")]
-    Stdout(#[source] std::io::Error),
-    /// Capturing stdio failed.
-    #[error("failed to capture the plugin's stdout/stderr")]
-    Stdio(#[source] std::io::Error),
-    /// The gRPC server failed.
-    #[error("the plugin's gRPC server failed")]
-    Server(#[source] tonic::transport::Error),
-}
+mod error;
+mod negotiated;
+mod startup;
+
+pub use error::ServeError;
+use negotiated::Negotiated;
+use startup::{build_routes, install_panic_logger, print_handshake, probe_server};
 
 /// Serves the plugins in `config` until the host shuts the plugin down.
 ///
@@ -304,214 +269,4 @@ fn check_host(hs: &HandshakeConfig) -> Result<(), ServeError> {
         std::process::exit(1);
     }
     Ok(())
-}
-
-/// What the host's environment and the config settle before serving.
-struct Negotiated {
-    version: u32,
-    plugins: PluginSet,
-    /// AutoMTLS (only when the host sent its certificate): our identity and the pinned pair.
-    identity: Option<crate::tls::Identity>,
-    tls: Option<TlsPair>,
-    /// The host asked for the multiplexed broker (`PLUGIN_MULTIPLEX_GRPC` true).
-    multiplex: bool,
-    /// `PLUGIN_MULTIPLEX_GRPC` was set at all (then the handshake carries the MUX field).
-    mux_requested: bool,
-    listen: ListenConfig,
-    /// Announced instead of a TCP listener's own address.
-    advertise: Option<std::net::SocketAddr>,
-}
-
-impl Negotiated {
-    fn from_env(config: &ServeConfig) -> Result<Self, ServeError> {
-        let all = config.versions();
-        let plugin_versions: Vec<u32> = all.keys().copied().collect();
-        if plugin_versions.is_empty() {
-            return Err(ServeError::NoPlugins);
-        }
-        let (version, invalid) = negotiate_version(
-            std::env::var(env::PROTOCOL_VERSIONS).ok().as_deref(),
-            &plugin_versions,
-        );
-        for bad in invalid {
-            eprint!("server sent invalid plugin version {bad:?}");
-        }
-        let plugins = all.get(&version).cloned().unwrap_or_default();
-
-        ignore_sigint();
-
-        let client_cert = std::env::var(env::CLIENT_CERT).unwrap_or_default();
-        let (identity, tls) = if client_cert.is_empty() {
-            (None, None)
-        } else {
-            let peer =
-                crate::tls::parse_pem_certificate(&client_cert).map_err(ServeError::ClientCert)?;
-            let identity = crate::tls::Identity::generate().map_err(ServeError::Tls)?;
-            let pair = TlsPair::new(&identity, &peer).map_err(ServeError::Tls)?;
-            (Some(identity), Some(pair))
-        };
-
-        let mux_env = std::env::var(env::MULTIPLEX_GRPC).unwrap_or_default();
-        let listen = match config.listen.clone() {
-            Some(l) => l,
-            None => ListenConfig::from_env()?,
-        };
-        let advertise = match config.advertise {
-            Some(addr) => Some(crate::transport::check_advertise(addr)?),
-            None => crate::transport::advertise_from_env()?,
-        };
-        Ok(Self {
-            version,
-            plugins,
-            identity,
-            tls,
-            multiplex: parse_go_bool(&mux_env) == Some(true),
-            mux_requested: !mux_env.is_empty(),
-            listen,
-            advertise,
-        })
-    }
-
-    /// The address for the handshake line: the advertised one for a TCP listener, else
-    /// the listener's own (`bound`).
-    fn announced(&self, listener: &Listener, bound: String) -> String {
-        match (listener.network(), self.advertise) {
-            (crate::handshake::Network::Tcp, Some(addr)) => addr.to_string(),
-            _ => bound,
-        }
-    }
-
-    fn broker_mode(&self, mux_slot: &MuxSlot) -> Mode {
-        if self.multiplex {
-            Mode::Mux(mux_slot.clone())
-        } else {
-            // Classic broker listeners: our own kind of listener, in the same place.
-            Mode::Classic(match &self.listen {
-                // A broker listener's address is sent to the host as bound: on `0.0.0.0`
-                // bind the advertised IP instead, an address the host can dial.
-                ListenConfig::Tcp(addr) => {
-                    let ip = match self.advertise {
-                        Some(adv) if addr.ip().is_unspecified() => adv.ip(),
-                        _ => addr.ip(),
-                    };
-                    ListenConfig::Tcp(std::net::SocketAddr::new(ip, 0))
-                }
-                other => other.clone(),
-            })
-        }
-    }
-}
-
-/// Health, broker, controller and the negotiated plugins' services.
-async fn build_routes(
-    plugins: &PluginSet,
-    session: &Session,
-    broker: &GrpcBroker,
-    shutdown: &CancellationToken,
-) -> Result<RoutesBuilder, ServeError> {
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_service_status(
-            crate::GRPC_SERVICE_NAME,
-            tonic_health::ServingStatus::Serving,
-        )
-        .await;
-    let mut routes = RoutesBuilder::default();
-    routes
-        .add_service(health)
-        .add_service(session.service())
-        .add_service(crate::controller::service(shutdown.clone()));
-    for (name, plugin) in plugins.iter() {
-        plugin
-            .server(broker, &mut routes)
-            .map_err(|source| ServeError::Register {
-                name: name.to_string(),
-                source,
-            })?;
-    }
-    Ok(routes)
-}
-
-/// Prints the handshake line on stdout.
-fn print_handshake(
-    negotiated: &Negotiated,
-    listener: &Listener,
-    address: String,
-) -> Result<(), ServeError> {
-    let line = Handshake {
-        core_version: crate::CORE_PROTOCOL_VERSION,
-        app_version: negotiated.version,
-        network: listener.network(),
-        address: negotiated.announced(listener, address),
-        protocol: Protocol::Grpc,
-        server_cert: negotiated.identity.as_ref().map(|i| i.cert_der().to_vec()),
-        multiplex: negotiated.mux_requested.then_some(true),
-    };
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")
-        .and_then(|()| out.flush())
-        .map_err(ServeError::Stdout)
-}
-
-/// With AutoMTLS, plaintext connections get only the health service: that is what a
-/// kubelet's gRPC readiness probe needs, and all it can reach. Returns where to send them.
-async fn probe_server(
-    tls: bool,
-    shutdown: &CancellationToken,
-) -> (
-    Option<mpsc::Sender<Io>>,
-    Option<tokio::task::JoinHandle<()>>,
-) {
-    if !tls {
-        return (None, None);
-    }
-    let (probe_tx, probe_rx) = mpsc::channel::<Io>(16);
-    let (probe_reporter, probe_health) = tonic_health::server::health_reporter();
-    probe_reporter
-        .set_service_status(
-            crate::GRPC_SERVICE_NAME,
-            tonic_health::ServingStatus::Serving,
-        )
-        .await;
-    let incoming = ReceiverStream::new(probe_rx).map(Ok::<_, std::io::Error>);
-    let shutdown = shutdown.clone();
-    let task = tokio::spawn(async move {
-        let _keep = probe_reporter;
-        let _ = tonic::transport::Server::builder()
-            .add_service(probe_health)
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-            .await;
-    });
-    (Some(probe_tx), Some(task))
-}
-
-/// Panics are logged as errors through `tracing` (so the host sees them at error level
-/// with the plugin's name) before the previous hook runs.
-fn install_panic_logger() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        tracing::error!(target: "intercom::panic", panic = %info, "plugin panicked");
-        previous(info);
-    }));
-}
-
-fn ignore_sigint() {
-    if let Ok(mut sig) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
-        tokio::spawn(async move {
-            let mut count = 0u64;
-            while sig.recv().await.is_some() {
-                count += 1;
-                tracing::trace!(count, "plugin received interrupt signal, ignoring");
-            }
-        });
-    }
-}
-
-/// Go's `strconv.ParseBool`.
-pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
