@@ -5,12 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
-
-use futures::FutureExt as _;
-use futures::future::BoxFuture;
 
 use super::stop::{Stop, Stopped, ask_to_shut_down};
 use super::{StartContext, Started};
@@ -23,6 +22,7 @@ use crate::plugin_exit::PluginExit;
 use crate::runtime::{Launcher, Output, PluginHandle};
 use crate::stderr_tail::StderrTail;
 use crate::sync::lock;
+use crate::tls::Identity;
 use crate::transport::TlsPair;
 
 /// How long, after the plugin process ended, the host waits for the rest of its stderr
@@ -72,22 +72,11 @@ async fn launch(launcher: &dyn Launcher, ctx: StartContext<'_>) -> Result<Starte
         identity,
         env,
     } = config.offer(Some(config.port_range), config.multiplex != Multiplex::Off)?;
-    let started = Instant::now();
-    let deadline = started + config.start_timeout;
-    let remaining = || deadline.saturating_duration_since(Instant::now());
-    let timeout_err = {
-        let name = name.clone();
-        move |step, stderr: String| ClientError::StartTimeout {
-            name: name.clone(),
-            waited: started.elapsed(),
-            step,
-            stderr,
-        }
-    };
+    let deadline = Deadline::new(&name, config.start_timeout);
 
-    let launched = match tokio::time::timeout(remaining(), launcher.launch(env)).await {
+    let launched = match tokio::time::timeout(deadline.remaining(), launcher.launch(env)).await {
         Ok(l) => l?,
-        Err(_) => return Err(timeout_err("launch", String::new())),
+        Err(_) => return Err(deadline.passed("launch", String::new())),
     };
     let handle: Arc<dyn PluginHandle> = Arc::from(launched.handle);
     *lock(handle_slot) = Some(handle.clone());
@@ -105,95 +94,180 @@ async fn launch(launcher: &dyn Launcher, ctx: StartContext<'_>) -> Result<Starte
     ));
     tasks.spawn(mark_exited(handle.clone(), exited.clone(), name.clone()));
 
-    let mut stdout = BufReader::new(launched.stdout);
-    // Bytes, not a String: a non-UTF-8 line is a bad handshake, not a closed stdout.
-    let mut line = Vec::new();
-    // go-plugin's contract: the first line of stdout is the handshake.
-    let mut finder = HandshakeFinder::new(Preamble::Nothing);
-    loop {
-        line.clear();
-        match read_line(&mut stdout, &mut line, handle.as_ref(), remaining()).await {
-            LineOutcome::Line => {}
-            LineOutcome::Timeout => {
-                let step = "waiting for the handshake line on stdout";
-                return Err(timeout_err(step, stderr.render()));
-            }
-            LineOutcome::Eof => return Err(no_handshake(name, handle.as_ref(), &stderr).await),
-        }
-        match finder.push(&line) {
-            FoundLine::Handshake => break,
-            FoundLine::Log => {}
-            FoundLine::Exhausted => {
-                return Err(no_handshake(name, handle.as_ref(), &stderr).await);
-            }
-        }
-    }
-    // Later stdout lines are drained and discarded, as go-plugin does.
-    tasks.spawn(async move {
-        let mut sink = tokio::io::sink();
-        let _ = tokio::io::copy(&mut stdout, &mut sink).await;
-    });
-
+    let plugin = Plugin {
+        name: &name,
+        handle: handle.as_ref(),
+        stderr: &stderr,
+        deadline: &deadline,
+    };
     let required = config.multiplex == Multiplex::Required;
-    let handshake = match Handshake::parse_bytes(&line)
-        .and_then(|h| h.validate(&host_versions, required).map(|()| h))
-    {
-        Ok(h) => h,
-        Err(source) => {
-            // The plugin still runs (its stderr stays open): give the pump a moment
-            // for what it printed before the bad line.
-            let stderr = stderr.after(STDERR_DRAIN).await;
-            return Err(ClientError::Handshake {
-                name,
-                stderr,
-                source,
-            });
-        }
-    };
-    let (network, address) =
-        handle.plugin_to_host(&handshake.network.to_string(), &handshake.address);
-    let network = network.parse().unwrap_or(handshake.network);
-    let multiplex = config.multiplex != Multiplex::Off && handshake.multiplex == Some(true);
-    if config.multiplex == Multiplex::Auto && !multiplex {
-        tracing::debug!(plugin = %name, "plugin does not multiplex; using the classic broker");
-    }
-    let tls = match (&identity, &handshake.server_cert) {
-        (Some(id), Some(cert)) => Some(TlsPair::new(id, cert)?),
-        // Fail closed, as go-plugin does: the host asked for mTLS.
-        (Some(_), None) => return Err(ClientError::AutoMtlsUnsupported { name }),
-        _ => None,
-    };
-    let connect = connect(
-        address_dialer(network, address.clone()),
-        network,
-        address.clone(),
-        multiplex,
-        tls,
-    )
-    .instrument(tracing::info_span!("plugin_connect", plugin = %name, %address));
-    let conn = match tokio::time::timeout(remaining(), connect).await {
-        Ok(Ok(c)) => Arc::new(c),
-        Ok(Err(source)) => {
-            return Err(ClientError::Connect {
-                name,
-                network,
-                address,
-                source,
-            });
-        }
-        Err(_) => return Err(timeout_err("connecting", stderr.render())),
-    };
+    let handshake = plugin
+        .read_handshake(launched.stdout, &mut tasks, &host_versions, required)
+        .await?;
+    let (conn, multiplex) = plugin
+        .connect(&handshake, config.multiplex, identity.as_ref())
+        .await?;
     conn.broker.exit_watch().arm();
     let handle_for_stop = handle.clone();
     tasks.spawn(record_exit(handle, conn.clone(), name.clone(), stderr));
     guard.disarm();
-    tracing::debug!(plugin = %name, version = handshake.app_version, multiplex, tls = identity.is_some(), elapsed = ?started.elapsed(), "plugin connected");
+    tracing::debug!(plugin = %name, version = handshake.app_version, multiplex, tls = identity.is_some(), elapsed = ?deadline.started.elapsed(), "plugin connected");
     Ok(Started {
         conn,
         version: handshake.app_version,
         tasks,
         stop: Box::new(LaunchedStop(handle_for_stop)),
     })
+}
+
+/// The start's deadline: what remains of `start_timeout`, and the error when it passed
+/// (with the real time waited).
+struct Deadline {
+    name: String,
+    started: Instant,
+    at: Instant,
+}
+
+impl Deadline {
+    fn new(name: &str, start_timeout: Duration) -> Self {
+        let started = Instant::now();
+        Deadline {
+            name: name.to_owned(),
+            started,
+            at: started + start_timeout,
+        }
+    }
+
+    fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    fn passed(&self, step: &'static str, stderr: String) -> ClientError {
+        ClientError::StartTimeout {
+            name: self.name.clone(),
+            waited: self.started.elapsed(),
+            step,
+            stderr,
+        }
+    }
+}
+
+/// A launched plugin, between its launch and its connection.
+struct Plugin<'a> {
+    name: &'a str,
+    handle: &'a dyn PluginHandle,
+    stderr: &'a PluginStderr,
+    deadline: &'a Deadline,
+}
+
+impl Plugin<'_> {
+    /// Reads stdout until the finder names the handshake line (go-plugin's contract: the
+    /// first one), then parses and validates it. Later stdout lines are drained by a task
+    /// in `tasks` and discarded, as go-plugin does.
+    async fn read_handshake(
+        &self,
+        stdout: Output,
+        tasks: &mut tokio::task::JoinSet<()>,
+        host_versions: &[u32],
+        required: bool,
+    ) -> Result<Handshake, ClientError> {
+        let mut stdout = BufReader::new(stdout);
+        // Bytes, not a String: a non-UTF-8 line is a bad handshake, not a closed stdout.
+        let mut line = Vec::new();
+        let mut finder = HandshakeFinder::new(Preamble::Nothing);
+        loop {
+            line.clear();
+            let wait = self.deadline.remaining();
+            match read_line(&mut stdout, &mut line, self.handle, wait).await {
+                LineOutcome::Line => {}
+                LineOutcome::Timeout => {
+                    let step = "waiting for the handshake line on stdout";
+                    return Err(self.deadline.passed(step, self.stderr.render()));
+                }
+                LineOutcome::Eof => return Err(self.no_handshake().await),
+            }
+            match finder.push(&line) {
+                FoundLine::Handshake => break,
+                FoundLine::Log => {}
+                FoundLine::Exhausted => return Err(self.no_handshake().await),
+            }
+        }
+        tasks.spawn(async move {
+            let mut sink = tokio::io::sink();
+            let _ = tokio::io::copy(&mut stdout, &mut sink).await;
+        });
+        match Handshake::parse_bytes(&line)
+            .and_then(|h| h.validate(host_versions, required).map(|()| h))
+        {
+            Ok(h) => Ok(h),
+            // The plugin still runs (its stderr stays open): give the pump a moment for
+            // what it printed before the bad line.
+            Err(source) => Err(ClientError::Handshake {
+                name: self.name.to_owned(),
+                stderr: self.stderr.after(STDERR_DRAIN).await,
+                source,
+            }),
+        }
+    }
+
+    /// Dials the address the handshake announced (as the handle translates it), with
+    /// AutoMTLS when the host offered it (failing closed) and the multiplexed broker when
+    /// both sides want it. Returns the connection and whether it is multiplexed.
+    async fn connect(
+        &self,
+        handshake: &Handshake,
+        mode: Multiplex,
+        identity: Option<&Identity>,
+    ) -> Result<(Arc<Conn>, bool), ClientError> {
+        let name = self.name;
+        let (network, address) = self
+            .handle
+            .plugin_to_host(&handshake.network.to_string(), &handshake.address);
+        let network = network.parse().unwrap_or(handshake.network);
+        let multiplex = mode != Multiplex::Off && handshake.multiplex == Some(true);
+        if mode == Multiplex::Auto && !multiplex {
+            tracing::debug!(plugin = %name, "plugin does not multiplex; using the classic broker");
+        }
+        let tls = match (identity, &handshake.server_cert) {
+            (Some(id), Some(cert)) => Some(TlsPair::new(id, cert)?),
+            // Fail closed, as go-plugin does: the host asked for mTLS.
+            (Some(_), None) => {
+                let name = name.to_owned();
+                return Err(ClientError::AutoMtlsUnsupported { name });
+            }
+            _ => None,
+        };
+        let dialer = address_dialer(network, address.clone());
+        let connect = connect(dialer, network, address.clone(), multiplex, tls)
+            .instrument(tracing::info_span!("plugin_connect", plugin = %name, %address));
+        match tokio::time::timeout(self.deadline.remaining(), connect).await {
+            Ok(Ok(c)) => Ok((Arc::new(c), multiplex)),
+            Ok(Err(source)) => Err(ClientError::Connect {
+                name: name.to_owned(),
+                network,
+                address,
+                source,
+            }),
+            Err(_) => Err(self.deadline.passed("connecting", self.stderr.render())),
+        }
+    }
+
+    /// The error for a stdout that ended without a handshake line: the plugin exited (with
+    /// its status) or it closed stdout and kept running.
+    async fn no_handshake(&self) -> ClientError {
+        let status = tokio::time::timeout(EXIT_STATUS_WAIT, self.handle.wait()).await;
+        // Let the stderr pump drain what the plugin said last (it ends at EOF).
+        let stderr = self.stderr.after(EXIT_STDERR_GRACE).await;
+        let name = self.name.to_owned();
+        match status {
+            Ok(status) => ClientError::ExitedBeforeHandshake {
+                name,
+                status,
+                stderr,
+            },
+            Err(_) => ClientError::NoHandshake { name, stderr },
+        }
+    }
 }
 
 /// Stops a launched plugin as go-plugin does: ask it to shut down, wait up to
@@ -269,26 +343,6 @@ async fn read_line(
             Err(_) => LineOutcome::Timeout,
         },
         _ = handle.wait() => LineOutcome::Eof,
-    }
-}
-
-/// The error for a stdout that ended without a handshake line: the plugin exited (with
-/// its status) or it closed stdout and kept running.
-async fn no_handshake(
-    name: String,
-    handle: &dyn PluginHandle,
-    stderr: &PluginStderr,
-) -> ClientError {
-    let status = tokio::time::timeout(EXIT_STATUS_WAIT, handle.wait()).await;
-    // Let the stderr pump drain what the plugin said last (it ends at EOF).
-    let stderr = stderr.after(EXIT_STDERR_GRACE).await;
-    match status {
-        Ok(status) => ClientError::ExitedBeforeHandshake {
-            name,
-            status,
-            stderr,
-        },
-        Err(_) => ClientError::NoHandshake { name, stderr },
     }
 }
 
