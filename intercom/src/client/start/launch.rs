@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::deadline::Deadline;
 use super::stop::{Stop, Stopped, ask_to_shut_down};
 use super::{StartContext, Started};
 use crate::client::config::Offer;
@@ -118,38 +119,6 @@ async fn launch(launcher: &dyn Launcher, ctx: StartContext<'_>) -> Result<Starte
         tasks,
         stop: Box::new(LaunchedStop(handle_for_stop)),
     })
-}
-
-/// The start's deadline: what remains of `start_timeout`, and the error when it passed
-/// (with the real time waited).
-struct Deadline {
-    name: String,
-    started: Instant,
-    at: Instant,
-}
-
-impl Deadline {
-    fn new(name: &str, start_timeout: Duration) -> Self {
-        let started = Instant::now();
-        Deadline {
-            name: name.to_owned(),
-            started,
-            at: started + start_timeout,
-        }
-    }
-
-    fn remaining(&self) -> Duration {
-        self.at.saturating_duration_since(Instant::now())
-    }
-
-    fn passed(&self, step: &'static str, stderr: String) -> ClientError {
-        ClientError::StartTimeout {
-            name: self.name.clone(),
-            waited: self.started.elapsed(),
-            step,
-            stderr,
-        }
-    }
 }
 
 /// A launched plugin, between its launch and its connection.

@@ -12,6 +12,7 @@ use super::{ClientConfig, ClientError, ReattachConfig};
 use crate::connection::Conn;
 use crate::runtime::{Launcher, PluginHandle};
 
+mod deadline;
 #[cfg(feature = "kubernetes")]
 mod kubernetes;
 mod launch;

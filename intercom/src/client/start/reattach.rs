@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 
 use tracing::Instrument as _;
 
+use super::deadline::Deadline;
 use super::stop::{Stop, Stopped, ask_to_shut_down};
 use super::{StartContext, Started};
 use crate::client::{ClientError, Connection, Multiplex, ReattachConfig};
@@ -37,38 +38,38 @@ pub(super) async fn start(
         return Err(ClientError::ReattachMultiplex);
     }
     let name = name.to_string();
+    let deadline = Deadline::new(&name, config.start_timeout);
+    let step = "connecting to the reattached plugin";
     let process = match re.pid {
-        Some(pid) => Some(reattach_process(re, pid).await?),
+        Some(pid) => {
+            match tokio::time::timeout(deadline.remaining(), reattach_process(re, pid)).await {
+                Ok(process) => Some(process?),
+                Err(_) => return Err(deadline.passed(step, String::new())),
+            }
+        }
         None => None,
     };
-    let conn = tokio::time::timeout(
-        config.start_timeout,
-        connect(
-            address_dialer(re.network, re.address.clone()),
-            re.network,
-            re.address.clone(),
-            false,
-            None,
-        )
-        .instrument(tracing::info_span!(
-            "plugin_connect",
-            plugin = %name,
-            address = %re.address
-        )),
+    let connect = connect(
+        address_dialer(re.network, re.address.clone()),
+        re.network,
+        re.address.clone(),
+        false,
+        None,
     )
-    .await
-    .map_err(|_| ClientError::StartTimeout {
-        name: name.clone(),
-        waited: config.start_timeout,
-        step: "connecting to the reattached plugin",
-        stderr: String::new(),
-    })?
-    .map_err(|source| ClientError::Connect {
-        name: name.clone(),
-        network: re.network,
-        address: re.address.clone(),
-        source,
-    })?;
+    .instrument(tracing::info_span!(
+        "plugin_connect",
+        plugin = %name,
+        address = %re.address
+    ));
+    let conn = tokio::time::timeout(deadline.remaining(), connect)
+        .await
+        .map_err(|_| deadline.passed(step, String::new()))?
+        .map_err(|source| ClientError::Connect {
+            name: name.clone(),
+            network: re.network,
+            address: re.address.clone(),
+            source,
+        })?;
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(process) = process {
         let exited = exited.clone();
