@@ -4,14 +4,17 @@
 
 use std::collections::BTreeMap;
 
-use proc_macro2::Span;
 use quote::ToTokens;
 use syn::ext::IdentExt as _;
-use syn::{Attribute, FnArg, Ident, Path, ReturnType, Type, TypeParamBound};
+use syn::{Attribute, Ident, Path, Type, TypeParamBound};
 
 use crate::naming::{self, MethodNames, Names};
 use crate::parse::{PluginArgs, PluginTrait, RpcMethod};
-use crate::types::{self, Flow, Position, Shape};
+use crate::types::Shape;
+
+mod method;
+
+use method::check_method;
 
 /// Collects errors; [`check`](Ctxt::check) returns them combined. Dropping an unchecked
 /// context with errors is a bug in this crate, so it panics (serde's `Ctxt`).
@@ -291,187 +294,6 @@ fn check_trait(cx: &mut Ctxt, tr: &PluginTrait) {
 fn ends_with(path: &Path, tail: &[&str]) -> bool {
     let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
     segments.len() >= tail.len() && segments[segments.len() - tail.len()..] == *tail
-}
-
-fn check_method<'a>(cx: &mut Ctxt, rpc: &'a RpcMethod, names: MethodNames) -> Option<Method<'a>> {
-    let sig = &rpc.sig;
-    let name = rpc.ident.unraw().to_string();
-    let mut ok = true;
-    macro_rules! fail {
-        ($tokens:expr, $message:expr) => {{
-            cx.error_spanned_by($tokens, $message);
-            ok = false;
-        }};
-    }
-    if sig.asyncness.is_none() {
-        fail!(
-            &sig.fn_token,
-            format!(
-                "plugin methods must be `async fn`: write `async fn {name}(&self, …)` (every call crosses a process boundary)"
-            )
-        );
-    }
-    if let Some(constness) = &sig.constness {
-        fail!(constness, "plugin methods cannot be `const`");
-    }
-    if let Some(unsafety) = &sig.unsafety {
-        fail!(unsafety, "plugin methods cannot be `unsafe`");
-    }
-    if let Some(abi) = &sig.abi {
-        fail!(abi, "plugin methods cannot have an ABI");
-    }
-    if let Some(variadic) = &sig.variadic {
-        fail!(variadic, "plugin methods cannot be variadic");
-    }
-    if !sig.generics.params.is_empty() {
-        fail!(
-            &sig.generics,
-            format!(
-                "plugin methods cannot be generic: `{name}` needs one concrete wire type per argument"
-            )
-        );
-    } else if let Some(where_clause) = &sig.generics.where_clause {
-        fail!(where_clause, "plugin methods cannot have a `where` clause");
-    }
-    match sig.inputs.first() {
-        Some(FnArg::Receiver(r))
-            if r.reference.as_ref().is_some_and(|(_, lt)| lt.is_none())
-                && r.mutability.is_none()
-                && r.colon_token.is_none() => {}
-        Some(FnArg::Receiver(r)) => fail!(
-            r,
-            format!(
-                "plugin methods take `&self`, not `{}`: the client is shared and callbacks are `Arc<dyn Trait>`; keep mutable state behind a lock in the implementation",
-                r.to_token_stream()
-            )
-        ),
-        _ => fail!(
-            &rpc.ident,
-            format!(
-                "`{name}` needs a `&self` receiver: plugin methods are called on an implementation"
-            )
-        ),
-    }
-
-    let mut fields = Vec::new();
-    let mut stream_arg = None;
-    for (index, arg) in rpc.args.iter().enumerate() {
-        let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
-        if let Some(attr) = arg.attrs.first() {
-            fail!(
-                attr,
-                "attributes on plugin method arguments are not supported"
-            );
-        }
-        let Some(ident) = arg.ident() else {
-            fail!(
-                &arg.pat,
-                "plugin method arguments need a plain name (`name: Type`): it becomes the protobuf field name"
-            );
-            continue;
-        };
-        if ident.unraw().to_string().starts_with("__") {
-            fail!(
-                ident,
-                "argument names starting with `__` are reserved for generated code"
-            );
-        }
-        match types::flow(&arg.ty, Position::Argument) {
-            Ok(Flow::Value(shape)) => fields.push(Field {
-                ident: ident.clone(),
-                name: ident.unraw().to_string(),
-                number,
-                ty: arg.ty.clone(),
-                shape,
-            }),
-            Ok(Flow::Stream { item, shape }) => {
-                stream_arg = Some((
-                    arg,
-                    Field {
-                        ident: ident.clone(),
-                        name: ident.unraw().to_string(),
-                        number: 1,
-                        ty: *item,
-                        shape,
-                    },
-                ));
-            }
-            Err(e) => {
-                cx.push(e);
-                ok = false;
-            }
-        }
-    }
-    let input = match stream_arg {
-        Some((_, field)) if rpc.args.len() == 1 => Some(Input::Stream(Box::new(field))),
-        Some((arg, _)) => {
-            fail!(
-                &arg.ty,
-                "a `Streaming<T>` argument must be the method's only argument (each item is one request message)"
-            );
-            None
-        }
-        None => Some(Input::Unary(fields)),
-    };
-
-    let output = match &sig.output {
-        ReturnType::Default => {
-            fail!(
-                &rpc.ident,
-                format!(
-                    "`{name}` must return `Result<T, E>` (with `E: Into<intercom::Status> + From<intercom::Status>`, e.g. `intercom::Status`): every call can fail on the wire"
-                )
-            );
-            None
-        }
-        ReturnType::Type(_, ty) => match types::result_parts(ty) {
-            None => {
-                fail!(
-                    ty,
-                    format!(
-                        "unsupported return type: `{name}` must return `Result<T, E>` (with `E: Into<intercom::Status> + From<intercom::Status>`, e.g. `intercom::Status`): every call can fail on the wire"
-                    )
-                );
-                None
-            }
-            Some((ok_ty, err_ty)) => match types::flow(ok_ty, Position::Result) {
-                Ok(flow) => {
-                    let (stream, ty, shape) = match flow {
-                        Flow::Value(shape) => (false, ok_ty.clone(), shape),
-                        Flow::Stream { item, shape } => (true, *item, shape),
-                    };
-                    Some(Output {
-                        ok: ok_ty.clone(),
-                        err: err_ty.clone(),
-                        stream,
-                        field: Field {
-                            ident: Ident::new("value", Span::call_site()),
-                            name: "value".into(),
-                            number: 1,
-                            ty,
-                            shape,
-                        },
-                    })
-                }
-                Err(e) => {
-                    cx.push(e);
-                    ok = false;
-                    None
-                }
-            },
-        },
-    };
-
-    match (ok, input, output) {
-        (true, Some(input), Some(output)) => Some(Method {
-            rpc,
-            names,
-            input,
-            output,
-            cfgs: cfg_attrs(&rpc.attrs),
-        }),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
