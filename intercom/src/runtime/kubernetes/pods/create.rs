@@ -2,44 +2,16 @@
 //! answer created, and cleaning up after a start that does not finish.
 
 use super::*;
+use crate::runtime::kubernetes::validate::PluginContainer;
 
 /// Creates the objects and connects to the first ready replica.
 pub(crate) async fn launch(
     config: &KubernetesConfig,
     ctx: LaunchContext,
 ) -> Result<(Conn, Arc<KubePlugin>, u32), KubeError> {
-    config.retry.validate()?;
-    let mut deployment = config
-        .deployment
-        .clone()
-        .ok_or(KubeError::MissingDeployment)?;
-    let mut service = config.service.clone().ok_or(KubeError::MissingService)?;
-    let plugin = validate_deployment(&deployment).map_err(KubeError::Invalid)?;
-    validate_service(&service, &deployment, &plugin).map_err(KubeError::Invalid)?;
-    let image = plugin_image(&deployment, plugin.index);
-    if config.require_image_digest && digest_of(&image).is_none() {
-        return Err(KubeError::ImageNotPinned { image });
-    }
+    let (mut deployment, mut service, plugin, image) = validated_objects(config)?;
     let instance = instance_id();
-    let host_pod = match &config.owner {
-        Some(owner) => Some(HostPod {
-            name: owner.name.clone(),
-            owner: Some(owner.clone()),
-        }),
-        None => host_owner::host_pod(&config.client, &config.namespace).await,
-    };
-    let injection = Injection {
-        plugin_name: ctx.name.clone(),
-        host_id: config
-            .host_id
-            .clone()
-            .or_else(|| host_pod.as_ref().map(|o| o.name.clone()))
-            .unwrap_or_else(hostname),
-        instance: instance.clone(),
-        env: ctx.env.clone(),
-        protocol_versions: crate::handshake::format_versions(&ctx.host_versions),
-        owner: host_pod.and_then(|h| h.owner),
-    };
+    let injection = injection_for(config, &ctx, &instance).await;
     inject(&mut deployment, &mut service, &plugin, &injection);
 
     let ns = config.namespace.as_str();
@@ -56,16 +28,7 @@ pub(crate) async fn launch(
     // future dropped) deletes the Deployment, and the garbage collector the rest.
     let cleanup = DeleteOnDrop::new(&deployments, &deployment_name);
     tracing::debug!(plugin = %ctx.name, deployment = %deployment_name, "plugin Deployment created");
-    if service.metadata.name.is_none() {
-        service.metadata.name = Some(deployment_name.clone());
-    }
-    if let Some(owner) = owner_reference(&created) {
-        service
-            .metadata
-            .owner_references
-            .get_or_insert_with(Vec::new)
-            .push(owner);
-    }
+    owned_service(&mut service, &deployment_name, &created);
     let created_service = match create_or_adopt(&services, &service, &instance, config.retry).await
     {
         Ok(s) => s,
@@ -85,18 +48,7 @@ pub(crate) async fn launch(
     if config.network_policy {
         create_network_policy(config, &deployment_name, &created, plugin.port).await;
     }
-    let own_lease = if config.reattachable {
-        None
-    } else {
-        let leases = Api::namespaced(config.client.clone(), ns);
-        match lease::create(&leases, &created, &instance, config.host_lease).await {
-            Ok(()) => Some(deployment_name.clone()),
-            Err(e) => {
-                tracing::warn!(deployment = %deployment_name, error = &e as &dyn std::error::Error, "failed to create the host Lease: if this host dies without kill, nothing removes the plugin (RBAC: see deploy/rbac.yaml)");
-                None
-            }
-        }
-    };
+    let own_lease = create_host_lease(config, &created, &deployment_name, &instance).await;
     if config.reattachable
         && let Some(identity) = &ctx.identity
     {
@@ -115,6 +67,91 @@ pub(crate) async fn launch(
     cleanup.disarm();
     kube_plugin.keep_lease(config, own_lease);
     connect_all(config, kube_plugin, ctx, image, plugin.name, plugin.port).await
+}
+
+/// The configured Deployment and Service, checked before any API call: valid, and with
+/// a digest-pinned plugin image when that is required. Also the plugin container and its
+/// image.
+fn validated_objects(
+    config: &KubernetesConfig,
+) -> Result<(Deployment, Service, PluginContainer, String), KubeError> {
+    config.retry.validate()?;
+    let deployment = config
+        .deployment
+        .clone()
+        .ok_or(KubeError::MissingDeployment)?;
+    let service = config.service.clone().ok_or(KubeError::MissingService)?;
+    let plugin = validate_deployment(&deployment).map_err(KubeError::Invalid)?;
+    validate_service(&service, &deployment, &plugin).map_err(KubeError::Invalid)?;
+    let image = plugin_image(&deployment, plugin.index);
+    if config.require_image_digest && digest_of(&image).is_none() {
+        return Err(KubeError::ImageNotPinned { image });
+    }
+    Ok((deployment, service, plugin, image))
+}
+
+/// What launch `instance` adds to the objects; the host id and owner default to the
+/// host's pod (looked up when the config names no owner), else the hostname.
+async fn injection_for(
+    config: &KubernetesConfig,
+    ctx: &LaunchContext,
+    instance: &str,
+) -> Injection {
+    let host_pod = match &config.owner {
+        Some(owner) => Some(HostPod {
+            name: owner.name.clone(),
+            owner: Some(owner.clone()),
+        }),
+        None => host_owner::host_pod(&config.client, &config.namespace).await,
+    };
+    Injection {
+        plugin_name: ctx.name.clone(),
+        host_id: config
+            .host_id
+            .clone()
+            .or_else(|| host_pod.as_ref().map(|o| o.name.clone()))
+            .unwrap_or_else(hostname),
+        instance: instance.to_owned(),
+        env: ctx.env.clone(),
+        protocol_versions: crate::handshake::format_versions(&ctx.host_versions),
+        owner: host_pod.and_then(|h| h.owner),
+    }
+}
+
+/// Names the Service after the created Deployment (unless it has a name) and makes the
+/// Deployment own it.
+fn owned_service(service: &mut Service, deployment_name: &str, created: &Deployment) {
+    if service.metadata.name.is_none() {
+        service.metadata.name = Some(deployment_name.to_owned());
+    }
+    if let Some(owner) = owner_reference(created) {
+        service
+            .metadata
+            .owner_references
+            .get_or_insert_with(Vec::new)
+            .push(owner);
+    }
+}
+
+/// The host Lease of a plugin that is not reattachable: the Deployment's name when the
+/// Lease was created, `None` (with a warning) when it could not be.
+async fn create_host_lease(
+    config: &KubernetesConfig,
+    created: &Deployment,
+    deployment_name: &str,
+    instance: &str,
+) -> Option<String> {
+    if config.reattachable {
+        return None;
+    }
+    let leases = Api::namespaced(config.client.clone(), &config.namespace);
+    match lease::create(&leases, created, instance, config.host_lease).await {
+        Ok(()) => Some(deployment_name.to_owned()),
+        Err(e) => {
+            tracing::warn!(deployment = %deployment_name, error = &e as &dyn std::error::Error, "failed to create the host Lease: if this host dies without kill, nothing removes the plugin (RBAC: see deploy/rbac.yaml)");
+            None
+        }
+    }
 }
 
 /// Connects to an existing plugin Deployment.

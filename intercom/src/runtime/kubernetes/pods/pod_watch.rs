@@ -197,17 +197,7 @@ pub(super) async fn evaluate(
     retry: &tokio::sync::mpsc::UnboundedSender<String>,
 ) {
     let plugin = &shared.plugin;
-    let Some(pod) = lock(&shared.seen)
-        .get(name)
-        .filter(|p| plugin.owners.trusts(p))
-        .cloned()
-    else {
-        // Gone, or not (yet) known to be the Deployment's: carrying its labels is no proof.
-        tracing::debug!(plugin = %shared.client_name, pod = name, "pod gone or not owned by the plugin's Deployment; not used");
-        plugin.remove_leg(name);
-        shared.pins.remove(name);
-        lock(&shared.pinned).remove(name);
-        redial_through_service(shared, name, retry);
+    let Some(pod) = trusted_pod(shared, name, retry) else {
         return;
     };
     let status = pod.status.clone().unwrap_or_default();
@@ -218,18 +208,7 @@ pub(super) async fn evaluate(
         .find(|c| c.name == shared.container);
     let starting = matches!(&*shared.start.borrow(), Start::Waiting(_));
     if let Some((reason, message)) = pod_failure(&pod, container.as_ref()) {
-        if starting {
-            let logs = last_logs(&plugin.pods, name, &shared.container).await;
-            let err = KubeError::PodFailed {
-                pod: name.into(),
-                reason,
-                message,
-                logs,
-            };
-            let _ = shared.start.send(failed(err));
-        } else {
-            tracing::warn!(plugin = %shared.client_name, pod = name, %reason, %message, "plugin pod is failing");
-        }
+        report_pod_failure(shared, name, starting, reason, message).await;
     }
     let ready = pod_ready(&pod);
     let key = format!(
@@ -258,22 +237,7 @@ pub(super) async fn evaluate(
         redial_through_service(shared, name, retry);
         return;
     }
-    if current.as_deref() == Some(key.as_str()) || lock(&shared.yielded).contains(&key) {
-        return;
-    }
-    if shared.mode == ConnectMode::ServiceDns
-        && current.is_none()
-        && lock(&shared.pinned).get(name).map(|p| &p.key) == Some(&key)
-        && !lock(&plugin.legs).is_empty()
-    {
-        // Its certificate is pinned and the one connection through the Service is up.
-        return;
-    }
-    if current.is_some() {
-        // Same pod, new container: a new plugin process with a new handshake.
-        plugin.remove_leg(name);
-    }
-    if !lock(&shared.connecting).insert(name.to_string()) {
+    if !claim_connection(shared, name, &key, current.as_deref()) {
         return;
     }
     if starting {
@@ -281,12 +245,102 @@ pub(super) async fn evaluate(
             "reading the handshake from the pod log and connecting",
         ));
     }
-    let shared = shared.clone();
-    let name = name.to_string();
-    let retry = retry.clone();
     let image_id = container.and_then(|c| Some(c.image_id).filter(|s| !s.is_empty()));
+    spawn_connect(
+        shared.clone(),
+        name.to_string(),
+        retry.clone(),
+        address.unwrap_or_default(),
+        key,
+        image_id,
+    );
+}
+
+/// The pod `name` as last seen, if it is the Deployment's. If not (gone, or not (yet)
+/// known to be the Deployment's), what it had is dropped, and `None`.
+fn trusted_pod(
+    shared: &Shared,
+    name: &str,
+    retry: &tokio::sync::mpsc::UnboundedSender<String>,
+) -> Option<Pod> {
+    let plugin = &shared.plugin;
+    let Some(pod) = lock(&shared.seen)
+        .get(name)
+        .filter(|p| plugin.owners.trusts(p))
+        .cloned()
+    else {
+        // Gone, or not (yet) known to be the Deployment's: carrying its labels is no proof.
+        tracing::debug!(plugin = %shared.client_name, pod = name, "pod gone or not owned by the plugin's Deployment; not used");
+        plugin.remove_leg(name);
+        shared.pins.remove(name);
+        lock(&shared.pinned).remove(name);
+        redial_through_service(shared, name, retry);
+        return None;
+    };
+    Some(pod)
+}
+
+/// A failing pod fails a start that waits (with the container's last log lines), and is
+/// only warned about afterwards.
+async fn report_pod_failure(
+    shared: &Shared,
+    name: &str,
+    starting: bool,
+    reason: String,
+    message: String,
+) {
+    if starting {
+        let logs = last_logs(&shared.plugin.pods, name, &shared.container).await;
+        let err = KubeError::PodFailed {
+            pod: name.into(),
+            reason,
+            message,
+            logs,
+        };
+        let _ = shared.start.send(failed(err));
+    } else {
+        tracing::warn!(plugin = %shared.client_name, pod = name, %reason, %message, "plugin pod is failing");
+    }
+}
+
+/// Whether the ready replica `name` (container `key`, connected now as `current`) needs
+/// a new connection, and this call is the one to make it: not while its container is
+/// connected, yielded to another host, or (`ServiceDns`) pinned while the one connection
+/// through the Service is up, nor while another attempt is in flight. A new container of
+/// a connected pod drops the old connection.
+fn claim_connection(shared: &Shared, name: &str, key: &str, current: Option<&str>) -> bool {
+    let plugin = &shared.plugin;
+    if current == Some(key) || lock(&shared.yielded).contains(key) {
+        return false;
+    }
+    if shared.mode == ConnectMode::ServiceDns
+        && current.is_none()
+        && lock(&shared.pinned).get(name).map(|p| p.key.as_str()) == Some(key)
+        && !lock(&plugin.legs).is_empty()
+    {
+        // Its certificate is pinned and the one connection through the Service is up.
+        return false;
+    }
+    if current.is_some() {
+        // Same pod, new container: a new plugin process with a new handshake.
+        plugin.remove_leg(name);
+    }
+    lock(&shared.connecting).insert(name.to_string())
+}
+
+/// Connects to replica `name` in the background; a failure fails a waiting start when
+/// retrying cannot help, else the replica is looked at again after
+/// [`CONNECT_RETRY_DELAY`].
+fn spawn_connect(
+    shared: Arc<Shared>,
+    name: String,
+    retry: tokio::sync::mpsc::UnboundedSender<String>,
+    address: String,
+    key: String,
+    image_id: Option<String>,
+) {
     tokio::spawn(async move {
-        let result = connect_pod(&shared, &name, address.unwrap_or_default(), key, image_id).await;
+        let result = connect_pod(&shared, &name, address, key, image_id).await;
         lock(&shared.connecting).remove(&name);
         match result {
             Ok(version) => {

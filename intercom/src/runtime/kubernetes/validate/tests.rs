@@ -46,8 +46,27 @@ fn kinds(errors: Vec<ValidationError>) -> Vec<(String, ValidationErrorKind)> {
 
 #[test]
 fn deployment_rules() {
+    let cases = [
+        metadata_and_spec_cases(),
+        container_cases(),
+        port_and_combined_cases(),
+    ];
+    for (name, patch, want) in cases.into_iter().flatten() {
+        let got = match validate_deployment(&deployment(patch)) {
+            Ok(_) => vec![],
+            Err(e) => kinds(e),
+        };
+        let want: Vec<(String, ValidationErrorKind)> =
+            want.into_iter().map(|(f, k)| (f.to_string(), k)).collect();
+        assert_eq!(got, want, "case {name}");
+    }
+}
+
+/// [`deployment_rules`]: the valid Deployment, then its name, replicas, selector and
+/// `hostNetwork`.
+fn metadata_and_spec_cases() -> Vec<Case> {
     use ValidationErrorKind as K;
-    let cases: Vec<Case> = vec![
+    vec![
         ("valid", Box::new(|_| {}), vec![]),
         (
             "zero replicas",
@@ -84,6 +103,13 @@ fn deployment_rules() {
             Box::new(|v| v["spec"]["template"]["spec"]["hostNetwork"] = json!(true)),
             vec![("spec.template.spec.hostNetwork", K::HostNetwork)],
         ),
+    ]
+}
+
+/// [`deployment_rules`]: the plugin container (image, port, which of several).
+fn container_cases() -> Vec<Case> {
+    use ValidationErrorKind as K;
+    vec![
         (
             "no image",
             Box::new(|v| v["spec"]["template"]["spec"]["containers"][0]["image"] = json!(null)),
@@ -135,6 +161,13 @@ fn deployment_rules() {
                 },
             )],
         ),
+    ]
+}
+
+/// [`deployment_rules`]: the port annotation, and several problems at once.
+fn port_and_combined_cases() -> Vec<Case> {
+    use ValidationErrorKind as K;
+    vec![
         (
             "custom port",
             Box::new(|v| {
@@ -165,15 +198,7 @@ fn deployment_rules() {
                 ("spec.template.spec.hostNetwork", K::HostNetwork),
             ],
         ),
-    ];
-    for (name, patch, want) in cases {
-        let got = match validate_deployment(&deployment(patch)) {
-            Ok(_) => vec![],
-            Err(e) => kinds(e),
-        };
-        let want: Vec<(String, K)> = want.into_iter().map(|(f, k)| (f.to_string(), k)).collect();
-        assert_eq!(got, want, "case {name}");
-    }
+    ]
 }
 
 #[test]
