@@ -1,12 +1,17 @@
 //! The contract both sides of a plugin connection share, in one place: every environment
 //! variable a host sets for its plugin (go-plugin's names and intercom's own), the plugin
-//! port intercom listens on when it picks one, and the longest log line read as one.
+//! port intercom listens on when it picks one, the longest handshake line a host reads, and
+//! the longest log line read as one.
 //!
 //! [`serve::env`](crate::serve::env) is this module's [`env`](mod@env), under the name it
 //! had before.
 
 /// The port a plugin listens on when told to use TCP without a port (Kubernetes).
 pub const DEFAULT_SERVER_PORT: u16 = 50077;
+
+/// The longest handshake line a host reads from a plugin's stdout (64 KiB, as go-plugin);
+/// a longer first line is a bad handshake.
+pub const MAX_HANDSHAKE_LINE: usize = 64 * 1024;
 
 /// The longest plugin log line the host reads as one (64 KiB, every runtime); a longer
 /// line arrives in pieces of this size.

@@ -7,8 +7,7 @@
 //! first: there the first line that [looks like a handshake](looks_like_handshake) is the
 //! handshake, and the lines before it are logs. Either search is bounded in lines and bytes.
 
-/// The longest handshake line read from a process's stdout, as go-plugin (64 KiB).
-pub(crate) const MAX_HANDSHAKE_LINE: usize = 64 * 1024;
+pub(crate) use crate::protocol::MAX_HANDSHAKE_LINE;
 
 /// At most this many log lines come before the handshake in a pod's log.
 pub(crate) const MAX_LINES_BEFORE_HANDSHAKE: usize = 1_000;
