@@ -83,14 +83,16 @@ impl HandshakeFinder {
     /// Classifies the next line, as read (a trailing newline is fine). A line that is
     /// not UTF-8 is a log line in a pod's log, and a bad handshake on a process's stdout.
     pub(crate) fn push(&mut self, line: &[u8]) -> Line {
-        let text = String::from_utf8_lossy(line);
-        if self.preamble == Preamble::Nothing
-            || (std::str::from_utf8(line).is_ok() && looks_like_handshake(&text))
-        {
+        let handshake = match self.preamble {
+            Preamble::Nothing => true,
+            Preamble::Logs => std::str::from_utf8(line).is_ok_and(looks_like_handshake),
+        };
+        if handshake {
             return Line::Handshake;
         }
         self.logs += 1;
         self.bytes += line.len() + 1;
+        let text = String::from_utf8_lossy(line);
         self.last = Some(text.trim_end_matches(['\r', '\n']).to_owned());
         if self.logs >= MAX_LINES_BEFORE_HANDSHAKE || self.bytes >= MAX_BYTES_BEFORE_HANDSHAKE {
             Line::Exhausted
